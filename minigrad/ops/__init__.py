@@ -1,0 +1,35 @@
+"""Differentiable ops, one module per family; importing this package attaches them to Tensor.
+
+To add an op: write a :class:`~minigrad.function.Function` subclass (forward and
+backward on arrays) and a public function decorated with ``@tensor_method``
+in the module of its family, then export the function here.
+"""
+
+from minigrad.ops.elementwise import (
+    add,
+    div,
+    equal,
+    exp,
+    greater,
+    less,
+    log,
+    maximum,
+    mul,
+    neg,
+    pow,
+    relu,
+    sigmoid,
+    sqrt,
+    sub,
+    tanh,
+)
+from minigrad.ops.linalg import matmul
+from minigrad.ops.loss import cross_entropy, log_softmax, softmax
+from minigrad.ops.reduce import argmax, max, mean, sum
+from minigrad.ops.shape import concatenate, flatten, pad, permute, reshape, stack, take, transpose
+
+__all__ = [
+    "add", "argmax", "concatenate", "cross_entropy", "div", "equal", "exp", "flatten", "greater",
+    "less", "log", "log_softmax", "matmul", "max", "maximum", "mean", "mul", "neg", "pad", "permute",
+    "pow", "relu", "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum", "take", "tanh", "transpose",
+]

@@ -1,0 +1,314 @@
+"""Elementwise ops: arithmetic, powers, exp/log, activations, comparisons.
+
+Binary ops broadcast like NumPy; their backward returns gradients of the
+broadcast shape and the engine sums them back to each operand's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad import backend
+from minigrad.function import Function
+from minigrad.tensor import Tensor, as_tensor, tensor_method
+
+
+def _binary(fn_class: type[Function], a: Any, b: Any) -> Tensor:
+    """Apply a broadcasting binary op, turning Python numbers into tensors like the other operand."""
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    backend.broadcast_shapes(a.shape, b.shape)  # a clear error naming both shapes
+    return fn_class.apply(a, b)
+
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, grad):
+        return grad * self.b, grad * self.a
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, grad):
+        grad_a = grad / self.b
+        return grad_a, -grad_a * self.a / self.b
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, grad):
+        return -grad
+
+
+class PowScalar(Function):
+    """x ** p for a constant number p."""
+
+    exponent: float
+
+    def forward(self, x):
+        self.x = x
+        return x**self.exponent
+
+    def backward(self, grad):
+        return grad * self.exponent * self.x ** (self.exponent - 1)
+
+
+class Pow(Function):
+    """a ** b with both operands tensors: d/da = b a^(b-1), d/db = a^b log(a)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.out = a**b
+        return self.out
+
+    def backward(self, grad):
+        xp = backend.namespace(grad)
+        grad_a = grad * self.b * self.a ** (self.b - 1) if self.needs_input_grad[0] else None
+        grad_b = grad * self.out * xp.log(self.a) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.out = backend.namespace(x).exp(x)
+        return self.out
+
+    def backward(self, grad):
+        return grad * self.out
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return backend.namespace(x).log(x)
+
+    def backward(self, grad):
+        return grad / self.x
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        self.out = backend.namespace(x).sqrt(x)
+        return self.out
+
+    def backward(self, grad):
+        return grad / (2 * self.out)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.out = backend.namespace(x).tanh(x)
+        return self.out
+
+    def backward(self, grad):
+        return grad * (1 - self.out * self.out)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = backend.namespace(x)
+        # 1 / (1 + e^-x) overflows for very negative x; tanh form is stable everywhere.
+        self.out = 0.5 * (xp.tanh(0.5 * x) + 1)
+        return self.out
+
+    def backward(self, grad):
+        return grad * self.out * (1 - self.out)
+
+
+class Relu(Function):
+    def forward(self, x):
+        self.positive = x > 0
+        return backend.namespace(x).where(self.positive, x, 0)
+
+    def backward(self, grad):
+        return backend.namespace(grad).where(self.positive, grad, 0)
+
+
+class Maximum(Function):
+    """Elementwise maximum; at ties the gradient is split equally between the operands."""
+
+    def forward(self, a, b):
+        xp = backend.namespace(a, b)
+        self.a_wins = xp.astype(a > b, a.dtype) + 0.5 * xp.astype(a == b, a.dtype)
+        return xp.maximum(a, b)
+
+    def backward(self, grad):
+        return grad * self.a_wins, grad * (1 - self.a_wins)
+
+
+class Cast(Function):
+    dtype: Any
+
+    def forward(self, x):
+        self.source_dtype = x.dtype
+        return backend.astype(x, self.dtype)
+
+    def backward(self, grad):
+        return backend.astype(grad, self.source_dtype)
+
+
+@tensor_method("__add__", "__radd__")
+def add(a: Any, b: Any) -> Tensor:
+    """a + b with broadcasting."""
+    return _binary(Add, a, b)
+
+
+@tensor_method("__sub__")
+def sub(a: Any, b: Any) -> Tensor:
+    """a - b with broadcasting."""
+    return _binary(Sub, a, b)
+
+
+@tensor_method("__rsub__")
+def rsub(a: Any, b: Any) -> Tensor:
+    """b - a (the reflected operator)."""
+    return _binary(Sub, b, a)
+
+
+@tensor_method("__mul__", "__rmul__")
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b with broadcasting."""
+    return _binary(Mul, a, b)
+
+
+@tensor_method("__truediv__")
+def div(a: Any, b: Any) -> Tensor:
+    """a / b with broadcasting."""
+    return _binary(Div, a, b)
+
+
+@tensor_method("__rtruediv__")
+def rdiv(a: Any, b: Any) -> Tensor:
+    """b / a (the reflected operator)."""
+    return _binary(Div, b, a)
+
+
+@tensor_method("__neg__", "neg")
+def neg(x: Tensor) -> Tensor:
+    """-x."""
+    return Neg.apply(x)
+
+
+@tensor_method("__pow__", "pow")
+def pow(x: Tensor, exponent: Any) -> Tensor:  # noqa: A001 - mirrors the operator's name
+    """x ** exponent; a Python-number exponent is a constant, a tensor exponent gets a gradient."""
+    if isinstance(exponent, (int, float)):
+        return PowScalar.apply(x, exponent=exponent)
+    return _binary(Pow, x, exponent)
+
+
+@tensor_method("__rpow__")
+def rpow(x: Tensor, base: Any) -> Tensor:
+    """base ** x (the reflected operator)."""
+    return _binary(Pow, base, x)
+
+
+@tensor_method("exp")
+def exp(x: Tensor) -> Tensor:
+    """e ** x."""
+    return Exp.apply(x)
+
+
+@tensor_method("log")
+def log(x: Tensor) -> Tensor:
+    """Natural logarithm."""
+    return Log.apply(x)
+
+
+@tensor_method("sqrt")
+def sqrt(x: Tensor) -> Tensor:
+    """Square root."""
+    return Sqrt.apply(x)
+
+
+@tensor_method("tanh")
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return Tanh.apply(x)
+
+
+@tensor_method("sigmoid")
+def sigmoid(x: Tensor) -> Tensor:
+    """Logistic function 1 / (1 + e^-x)."""
+    return Sigmoid.apply(x)
+
+
+@tensor_method("relu")
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0); the gradient at exactly 0 is 0."""
+    return Relu.apply(x)
+
+
+@tensor_method("maximum")
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum with broadcasting."""
+    return _binary(Maximum, a, b)
+
+
+def _compare(name: str, a: Any, b: Any) -> Tensor:
+    """A boolean tensor from comparing a with b elementwise (not differentiable)."""
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    backend.broadcast_shapes(a.shape, b.shape)
+    xp = backend.namespace(a.data, b.data)
+    return Tensor._make(getattr(xp, name)(a.data, b.data), requires_grad=False, creator=None)
+
+
+@tensor_method("__eq__")
+def equal(a: Any, b: Any) -> Tensor:
+    """Elementwise a == b as a boolean tensor."""
+    return _compare("equal", a, b)
+
+
+@tensor_method("__ne__")
+def not_equal(a: Any, b: Any) -> Tensor:
+    """Elementwise a != b as a boolean tensor."""
+    return _compare("not_equal", a, b)
+
+
+@tensor_method("__lt__")
+def less(a: Any, b: Any) -> Tensor:
+    """Elementwise a < b as a boolean tensor."""
+    return _compare("less", a, b)
+
+
+@tensor_method("__le__")
+def less_equal(a: Any, b: Any) -> Tensor:
+    """Elementwise a <= b as a boolean tensor."""
+    return _compare("less_equal", a, b)
+
+
+@tensor_method("__gt__")
+def greater(a: Any, b: Any) -> Tensor:
+    """Elementwise a > b as a boolean tensor."""
+    return _compare("greater", a, b)
+
+
+@tensor_method("__ge__")
+def greater_equal(a: Any, b: Any) -> Tensor:
+    """Elementwise a >= b as a boolean tensor."""
+    return _compare("greater_equal", a, b)

@@ -1,0 +1,220 @@
+"""Ops that move elements without changing them: reshape, permute, indexing, concatenate, stack, pad."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from minigrad import backend
+from minigrad.function import Function, check_same_device
+from minigrad.tensor import Tensor, tensor_method
+
+
+class Reshape(Function):
+    shape: tuple[int, ...]
+
+    def forward(self, x):
+        self.input_shape = tuple(x.shape)
+        return backend.namespace(x).reshape(x, self.shape)
+
+    def backward(self, grad):
+        return backend.namespace(grad).reshape(grad, self.input_shape)
+
+
+class Permute(Function):
+    axes: tuple[int, ...]
+
+    def forward(self, x):
+        return backend.namespace(x).permute_dims(x, self.axes)
+
+    def backward(self, grad):
+        inverse = tuple(sorted(range(len(self.axes)), key=self.axes.__getitem__))
+        return backend.namespace(grad).permute_dims(grad, inverse)
+
+
+class GetItem(Function):
+    """x[key]; the backward scatter-adds, so repeated integer indices accumulate."""
+
+    key: Any
+
+    def forward(self, x):
+        self.input_shape = tuple(x.shape)
+        return x[self.key]
+
+    def backward(self, grad):
+        return backend.scatter_add(self.input_shape, self.key, grad)
+
+
+class Take(Function):
+    """Select entries along one axis by an integer index array (the standard's ``take``)."""
+
+    axis: int
+
+    def forward(self, x, indices):
+        self.input_shape, self.indices = tuple(x.shape), indices
+        return backend.namespace(x).take(x, indices, axis=self.axis)
+
+    def backward(self, grad):
+        xp = backend.namespace(grad)
+        moved = xp.moveaxis(grad, self.axis, 0)
+        summed = backend.scatter_add_rows(self.input_shape[self.axis], self.indices, moved)
+        return xp.moveaxis(summed, 0, self.axis), None
+
+
+class Concatenate(Function):
+    axis: int
+
+    def forward(self, *arrays):
+        self.sizes = [a.shape[self.axis] for a in arrays]
+        return backend.namespace(*arrays).concat(arrays, axis=self.axis)
+
+    def backward(self, grad):
+        grads, start = [], 0
+        for size in self.sizes:
+            index = [slice(None)] * grad.ndim
+            index[self.axis] = slice(start, start + size)
+            grads.append(grad[tuple(index)])
+            start += size
+        return tuple(grads)
+
+
+class Stack(Function):
+    axis: int
+
+    def forward(self, *arrays):
+        return backend.namespace(*arrays).stack(arrays, axis=self.axis)
+
+    def backward(self, grad):
+        return tuple(backend.namespace(grad).unstack(grad, axis=self.axis))
+
+
+class Pad(Function):
+    """Constant padding; the standard has no pad, so write the input into a filled array."""
+
+    widths: tuple[tuple[int, int], ...]
+    value: float
+
+    def forward(self, x):
+        xp = backend.namespace(x)
+        shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, self.widths))
+        out = xp.full(shape, self.value, dtype=x.dtype, device=x.device)
+        self.inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, self.widths))
+        out[self.inner] = x
+        return out
+
+    def backward(self, grad):
+        return grad[self.inner]
+
+
+@tensor_method("reshape")
+def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
+    """The same elements in a new shape (one entry may be -1); ``x.reshape(2, 3)`` or ``x.reshape((2, 3))``."""
+    if len(shape) == 1 and not isinstance(shape[0], int):
+        shape = tuple(shape[0])
+    shape = tuple(int(n) for n in shape)
+    known = math.prod(n for n in shape if n != -1)
+    fits = known == x.size if -1 not in shape else (known > 0 and x.size % known == 0)
+    if shape.count(-1) > 1 or not fits:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {shape}")
+    return Reshape.apply(x, shape=shape)
+
+
+@tensor_method("flatten")
+def flatten(x: Tensor, start_axis: int = 1) -> Tensor:
+    """Merge the axes from `start_axis` on into one (by default keep the batch axis)."""
+    return reshape(x, x.shape[:start_axis] + (-1,))
+
+
+@tensor_method("permute")
+def permute(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
+    """Reorder the axes: output axis i is input axis ``axes[i]``."""
+    if len(axes) == 1 and not isinstance(axes[0], int):
+        axes = tuple(axes[0])
+    if sorted(a % x.ndim for a in axes) != list(range(x.ndim)) or len(axes) != x.ndim:
+        raise ValueError(f"permute: expected a permutation of range({x.ndim}) for shape {x.shape}, got {axes}")
+    return Permute.apply(x, axes=tuple(a % x.ndim for a in axes))
+
+
+@tensor_method("transpose")
+def transpose(x: Tensor, axis0: int = -2, axis1: int = -1) -> Tensor:
+    """Swap two axes (the last two by default)."""
+    if x.ndim < 2:
+        raise ValueError(f"transpose: expected a tensor with at least 2 axes, got shape {x.shape}")
+    axes = list(range(x.ndim))
+    axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+    return Permute.apply(x, axes=tuple(axes))
+
+
+Tensor.T = property(lambda self: transpose(self))  # matrix transpose of the last two axes
+
+
+def _unwrap_key(key: Any) -> Any:
+    """Replace Tensors in an index by their arrays."""
+    if isinstance(key, tuple):
+        return tuple(_unwrap_key(k) for k in key)
+    if isinstance(key, Tensor):
+        if backend.is_floating(key.data):
+            raise TypeError(f"index: expected integer or boolean tensors, got dtype {backend.dtype_name(key.dtype)}")
+        return key.data
+    return key
+
+
+@tensor_method("__getitem__")
+def getitem(x: Tensor, key: Any) -> Tensor:
+    """Basic and integer-array indexing, as in NumPy (strict libraries need one index per axis)."""
+    key = _unwrap_key(key)
+    parts = key if isinstance(key, tuple) else (key,)
+    for part in parts:
+        if backend.is_array(part) and backend.device_of(part) != x.device:
+            raise backend.DeviceMismatchError(
+                f"index: the index array is on {backend.device_of(part)} but the tensor is on {x.device}"
+            )
+    return GetItem.apply(x, key=key)
+
+
+@tensor_method("take")
+def take(x: Tensor, indices: Any, axis: int = 0) -> Tensor:
+    """Entries of `x` at integer `indices` along `axis`; repeated indices accumulate in backward."""
+    index = indices if isinstance(indices, Tensor) else Tensor(backend.asarray(indices, "int64"))
+    if index.ndim != 1 or backend.is_floating(index.data):
+        raise ValueError(f"take: indices must be a 1-d integer array, got shape {index.shape}, dtype {index.dtype}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"take: axis must lie in [{-x.ndim}, {x.ndim}) for shape {x.shape}, got {axis}")
+    return Take.apply(x, index, axis=axis % x.ndim)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    tensors = tuple(tensors)
+    if not tensors:
+        raise ValueError("concatenate: expected at least one tensor, got none")
+    ndim = tensors[0].ndim
+    axis = axis % ndim
+    for t in tensors:
+        if t.ndim != ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != axis):
+            shown = ", ".join(str(u.shape) for u in tensors)
+            raise ValueError(f"concatenate: shapes must match except on axis {axis}, got {shown}")
+    check_same_device("concatenate", tensors)
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new axis."""
+    tensors = tuple(tensors)
+    if not tensors:
+        raise ValueError("stack: expected at least one tensor, got none")
+    if len({t.shape for t in tensors}) != 1:
+        raise ValueError(f"stack: all tensors must have one shape, got {', '.join(str(t.shape) for t in tensors)}")
+    return Stack.apply(*tensors, axis=axis % (tensors[0].ndim + 1))
+
+
+@tensor_method("pad")
+def pad(x: Tensor, widths: Sequence[tuple[int, int]] | Sequence[int], value: float = 0.0) -> Tensor:
+    """Pad with a constant: ``widths`` gives (before, after) per axis, as ``numpy.pad``."""
+    widths = tuple(tuple(int(v) for v in w) for w in widths)  # type: ignore[union-attr]
+    if len(widths) != x.ndim or any(len(w) != 2 or min(w) < 0 for w in widths):
+        raise ValueError(
+            f"pad: expected {x.ndim} pairs of non-negative (before, after) widths for shape {x.shape}, got {widths}"
+        )
+    return Pad.apply(x, widths=widths, value=value)

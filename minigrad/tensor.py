@@ -1,0 +1,290 @@
+"""Tensor: a backend array, an optional gradient, and the op that made it.
+
+Reverse-mode autodiff happens in :meth:`Tensor.backward`: the graph of
+:class:`~minigrad.function.Function` nodes is ordered by an iterative
+depth-first topological sort (no recursion, so chains of 100,000 ops work),
+then each node's ``backward`` runs once, in reverse order. The engine, not
+each op, undoes broadcasting (one :func:`sum_to`), casts gradients to their
+input's dtype and accumulates with ``+`` so that a tensor used twice receives
+both contributions.
+
+Methods such as ``exp`` or ``__add__`` are attached by the op modules through
+:func:`tensor_method`, so an op is defined in exactly one place.
+
+Dtypes: floating data takes the default dtype, float32, unless ``dtype`` is
+given (``"float64"`` for gradient checks); integer and boolean data keep
+their kind (int64 labels, masks). Mixing float32 and float64 promotes to
+float64, as NumPy and the array API standard do; a Python scalar takes the
+dtype of the tensor it meets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.function import Function, is_grad_enabled
+
+DEFAULT_FLOAT = "float32"
+
+
+def sum_to(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum `grad` over the axes that broadcasting added or stretched, so it has `shape`."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    xp = backend.namespace(grad)
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = xp.sum(grad, axis=tuple(range(extra)))
+    stretched = tuple(i for i, size in enumerate(shape) if size == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = xp.sum(grad, axis=stretched, keepdims=True)
+    if tuple(grad.shape) != tuple(shape):
+        raise RuntimeError(f"sum_to: gradient of shape {tuple(grad.shape)} cannot be reduced to shape {tuple(shape)}")
+    return grad
+
+
+class Tensor:
+    """An n-dimensional array that can record the ops applied to it and differentiate through them.
+
+    Args:
+        data: a backend array, NumPy array, Python number or nested list, or a Tensor.
+            Host data goes to the active backend; CuPy and array-api-strict arrays stay
+            on their device.
+        requires_grad: record ops on this tensor and fill ``.grad`` on backward.
+            Only floating tensors can require gradients.
+        dtype: a name ("float32", "float64", "int64", ...) or a library dtype.
+            Floating data defaults to float32.
+    """
+
+    __array_priority__ = 1000  # make `ndarray + Tensor` defer to Tensor.__radd__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        array = backend.asarray(data, dtype)
+        if dtype is None and backend.is_floating(array) and backend.dtype_name(array.dtype) != DEFAULT_FLOAT:
+            array = backend.astype(array, DEFAULT_FLOAT)
+        self._init(array, requires_grad, creator=None)
+
+    def _init(self, array: Any, requires_grad: bool, creator: Function | None) -> None:
+        if requires_grad and not backend.is_floating(array):
+            raise TypeError(
+                f"requires_grad: only floating tensors can require gradients, got dtype {backend.dtype_name(array.dtype)}"
+            )
+        self.data = array
+        self.requires_grad = bool(requires_grad)
+        self.grad: Any = None
+        self.creator = creator
+        self._retain_grad = False
+
+    @classmethod
+    def _make(cls, array: Any, requires_grad: bool, creator: Function | None) -> Tensor:
+        """Wrap an op's output array without copying or casting it."""
+        tensor = cls.__new__(cls)
+        tensor._init(array, requires_grad, creator)
+        return tensor
+
+    # -- properties --------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        size = 1
+        for n in self.shape:
+            size *= n
+        return size
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors made by the user rather than by an op that records gradients."""
+        return self.creator is None
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="Tensor(")
+        return f"Tensor({body}, dtype={backend.dtype_name(self.dtype)}, device={self.device}{grad})"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .all() or .any()")
+        return bool(self.item())
+
+    # -- conversion --------------------------------------------------------
+    def numpy(self) -> Any:
+        """A NumPy copy of the data (from any device)."""
+        return backend.to_numpy(self.data)
+
+    def item(self) -> float | int | bool:
+        """The Python number held by a one-element tensor."""
+        if self.size != 1:
+            raise ValueError(f"item(): expected a tensor with one element, got shape {self.shape}")
+        return backend.item(self.data)
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph (no gradient flows through it)."""
+        return Tensor._make(self.data, requires_grad=False, creator=None)
+
+    def to(self, device_or_dtype: str | Any) -> Tensor:
+        """A copy on another device ("cpu", "cuda", "cuda:N", "array_api_strict") or with another dtype.
+
+        The copy is a leaf that keeps ``requires_grad``.
+        """
+        if isinstance(device_or_dtype, str) and device_or_dtype not in backend.DTYPE_NAMES:
+            array = backend.to_device(self.data, device_or_dtype)
+        else:
+            array = backend.astype(self.data, device_or_dtype)
+        return Tensor._make(array, requires_grad=self.requires_grad, creator=None)
+
+    def astype(self, dtype: Any) -> Tensor:
+        """Cast to `dtype`; differentiable (the gradient is cast back)."""
+        from minigrad.ops.elementwise import Cast
+
+        return Cast.apply(self, dtype=dtype)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
+        self._retain_grad = True
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient."""
+        self.grad = None
+
+    # -- backward ----------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires grad.
+
+        Args:
+            grad: the seed dL/d(self); defaults to 1 for a one-element tensor and is
+                required otherwise. A Tensor or an array of ``self``'s shape.
+            retain_graph: keep the graph so that backward can run through it again.
+                By default each node frees its saved arrays once used.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad (no input had requires_grad=True)")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward: a seed gradient is needed for a non-scalar tensor; got shape {self.shape}, "
+                    "pass grad= with that shape (or reduce to a scalar first)"
+                )
+            xp = backend.namespace(self.data)
+            grad = xp.ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else backend.asarray(grad)
+            grad = backend.to_device(grad, self.device)
+            if tuple(grad.shape) != self.shape:
+                raise ValueError(f"backward: grad must have the tensor's shape {self.shape}, got {tuple(grad.shape)}")
+            grad = backend.astype(grad, self.dtype)
+
+        grads: dict[int, Any] = {id(self): grad}
+        for node in _topological_order(self):
+            node_grad = grads.pop(id(node), None)
+            if node_grad is None:
+                continue
+            if node.creator is None or node._retain_grad:
+                node.grad = node_grad if node.grad is None else node.grad + node_grad
+            fn = node.creator
+            if fn is None:
+                continue
+            if fn.released:
+                raise RuntimeError(
+                    "backward: the graph was already freed by an earlier backward; "
+                    "pass retain_graph=True to the first call to run backward twice"
+                )
+            input_grads = fn.backward(node_grad)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            if len(input_grads) != len(fn.inputs):
+                raise RuntimeError(
+                    f"{type(fn).__name__}.backward returned {len(input_grads)} gradients for {len(fn.inputs)} inputs"
+                )
+            for parent, needed, parent_grad in zip(fn.inputs, fn.needs_input_grad, input_grads):
+                if not needed or parent_grad is None:
+                    continue
+                parent_grad = backend.astype(sum_to(parent_grad, parent.shape), parent.dtype)
+                previous = grads.get(id(parent))
+                grads[id(parent)] = parent_grad if previous is None else previous + parent_grad
+            if not retain_graph:
+                fn.release()
+
+    # Python operators and named ops are attached by minigrad.ops via tensor_method.
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors that need a gradient, each after every tensor that uses it (iterative DFS)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node.creator is not None and not node.creator.released:
+            for parent in node.creator.inputs:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def tensor_method(*names: str) -> Callable[[Callable], Callable]:
+    """Decorator: attach a function to Tensor under `names` (e.g. "exp" or "__add__")."""
+
+    def register(function: Callable) -> Callable:
+        for name in names:
+            setattr(Tensor, name, function)
+        return function
+
+    return register
+
+
+def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
+    """`value` as a Tensor; a Python number takes the dtype and device of `like`."""
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and isinstance(value, (int, float, bool)):
+        return Tensor._make(backend.scalar_like(value, like.data), requires_grad=False, creator=None)
+    if like is not None and backend.is_array(value):
+        return Tensor._make(backend.to_device(backend.asarray(value), like.device), requires_grad=False, creator=None)
+    return Tensor(value)
+
+
+def tensors_of(values: Sequence[Any]) -> list[Tensor]:
+    """Each value as a Tensor (see :func:`as_tensor`)."""
+    return [as_tensor(v) for v in values]
+
+
+def grad_enabled_for(*tensors: Tensor) -> bool:
+    """True when an op on `tensors` would record a graph."""
+    return is_grad_enabled() and any(t.requires_grad for t in tensors)
