@@ -1,12 +1,15 @@
 """minigrad: a readable autodiff engine on NumPy and CuPy, built around Batch Renormalization.
 
-    import minigrad as mg
-    x = mg.Tensor([[1.0, 2.0]], requires_grad=True)
-    (x * x).sum().backward()
-    x.grad  # array([[2., 4.]])
+import minigrad as mg
+x = mg.Tensor([[1.0, 2.0]], requires_grad=True)
+(x * x).sum().backward()
+x.grad  # array([[2., 4.]])
 """
 
-from minigrad import ops
+from minigrad import (
+    nn,
+    ops,
+)
 from minigrad.backend import (
     BackendUnavailableError,
     DeviceMismatchError,
@@ -42,9 +45,38 @@ from minigrad.tensor import Tensor, sum_to, tensor_method
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "DeviceMismatchError", "Function", "Generator", "GradcheckError", "Tensor",
-    "active_backend", "argmax", "concatenate", "cross_entropy", "cuda_available", "exp", "gradcheck",
-    "is_grad_enabled", "log", "log_softmax", "manual_seed", "matmul", "maximum", "mean", "no_grad", "ops",
-    "pad", "relu", "sigmoid", "softmax", "sqrt", "stack", "sum_to", "tanh", "tensor_method", "use_backend",
+    "BackendUnavailableError",
+    "DeviceMismatchError",
+    "Function",
+    "Generator",
+    "GradcheckError",
+    "Tensor",
+    "active_backend",
+    "nn",
+    "argmax",
+    "concatenate",
+    "cross_entropy",
+    "cuda_available",
+    "exp",
+    "gradcheck",
+    "is_grad_enabled",
+    "log",
+    "log_softmax",
+    "manual_seed",
+    "matmul",
+    "maximum",
+    "mean",
+    "no_grad",
+    "ops",
+    "pad",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "sqrt",
+    "stack",
+    "sum_to",
+    "tanh",
+    "tensor_method",
+    "use_backend",
     "using_backend",
 ]

@@ -18,6 +18,11 @@ per library and a portable one that runs everywhere: :func:`scatter_add`,
 random numbers (:class:`Generator`), host transfers. Tests check that every
 fast path equals its portable twin.
 
+NumPy is also minigrad's *host* library: data decoding, index shuffles,
+checkpoints and finite differences run on the CPU whatever the backend. Other
+modules reach it as ``backend.host`` so that this file stays the one place
+that imports an array library.
+
 Devices are named by strings: ``"cpu"`` (NumPy), ``"cuda:N"`` (CuPy) and
 ``"array_api_strict"`` (the strict test library, also on the CPU).
 """
@@ -33,6 +38,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+host = np  # the host-side library (files, shuffles, checkpoints); see the module docstring
 Array = Any  # an array of any supported library
 BACKENDS = ("numpy", "cupy", "array_api_strict")
 DTYPE_NAMES = ("float32", "float64", "int32", "int64", "bool", "uint8", "int8", "int16", "float16")
@@ -62,8 +68,7 @@ def _import_library(name: str):
             import array_api_strict
         except ImportError as exc:  # pragma: no cover - installed with the test extra
             raise BackendUnavailableError(
-                "backend 'array_api_strict' needs the array-api-strict package: "
-                "pip install 'minigrad[test]'"
+                "backend 'array_api_strict' needs the array-api-strict package: pip install 'minigrad[test]'"
             ) from exc
         return array_api_strict
     if name == "cupy":

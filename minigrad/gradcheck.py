@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from minigrad import backend
 from minigrad.function import no_grad
 from minigrad.tensor import Tensor
+
+np = backend.host
 
 
 class GradcheckError(AssertionError):

@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from minigrad import backend
 from minigrad.function import Function, is_grad_enabled
 
@@ -124,7 +122,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
-        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="Tensor(")
+        body = backend.host.array2string(backend.to_numpy(self.data), separator=", ", prefix="Tensor(")
         return f"Tensor({body}, dtype={backend.dtype_name(self.dtype)}, device={self.device}{grad})"
 
     def __hash__(self) -> int:
