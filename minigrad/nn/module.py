@@ -56,10 +56,17 @@ class Module:
 
     # -- traversal ---------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """This module and every sub-module, with dotted names ("" for this one)."""
-        yield prefix, self
-        for name, module in self._modules.items():
-            yield from module.named_modules(f"{prefix}.{name}" if prefix else name)
+        """This module and every sub-module, each once, with dotted names ("" for this one)."""
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{child}" if name else child, sub) for child, sub in module._modules.items()]
+            stack.extend(reversed(children))
 
     def modules(self) -> Iterator[Module]:
         """This module and every sub-module."""
