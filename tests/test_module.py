@@ -38,7 +38,12 @@ def test_parameters_and_buffers_are_found_recursively_once():
     net = Net()
     names = [name for name, _ in net.named_parameters()]
     assert names == ["first.weight", "first.bias", "second.weight", "second.bias"]
-    assert [name for name, _ in net.named_buffers()][:4] == ["first.running", "first.count", "second.running", "second.count"]
+    assert [name for name, _ in net.named_buffers()][:4] == [
+        "first.running",
+        "first.count",
+        "second.running",
+        "second.count",
+    ]
     assert len(net.parameters()) == 4
 
 

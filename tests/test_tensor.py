@@ -163,7 +163,9 @@ def test_gradcheck_reports_the_worst_element():
             return grad * self.x  # should be 2 * x
 
     x = mg.Tensor(np.array([1.0, 3.0]), requires_grad=True)
-    with pytest.raises(mg.GradcheckError, match=r"input 0 .* element \(1,\): analytic gradient 3 but finite differences give 6"):
+    with pytest.raises(
+        mg.GradcheckError, match=r"input 0 .* element \(1,\): analytic gradient 3 but finite differences give 6"
+    ):
         mg.gradcheck(lambda t: WrongSquare.apply(t).sum(), [x])
     assert mg.gradcheck(lambda t: WrongSquare.apply(t).sum(), [x], raise_exception=False) is False
 
