@@ -7,8 +7,11 @@ x.grad  # array([[2., 4.]])
 """
 
 from minigrad import (
+    data,
+    models,
     nn,
     ops,
+    optim,
 )
 from minigrad.backend import (
     BackendUnavailableError,
@@ -24,12 +27,15 @@ from minigrad.function import Function, is_grad_enabled, no_grad
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
     argmax,
+    avg_pool2d,
     concatenate,
+    conv2d,
     cross_entropy,
     exp,
     log,
     log_softmax,
     matmul,
+    max_pool2d,
     maximum,
     mean,
     pad,
@@ -53,8 +59,11 @@ __all__ = [
     "Tensor",
     "active_backend",
     "nn",
+    "models",
     "argmax",
+    "avg_pool2d",
     "concatenate",
+    "conv2d",
     "cross_entropy",
     "cuda_available",
     "exp",
@@ -64,6 +73,7 @@ __all__ = [
     "log_softmax",
     "manual_seed",
     "matmul",
+    "max_pool2d",
     "maximum",
     "mean",
     "no_grad",

@@ -62,7 +62,7 @@ def test_unary_op_gradients(name, data, shape):
 @given(data=st.data(), shape=shapes(min_dims=1), keepdims=st.booleans())
 def test_reduction_gradients(data, shape, keepdims):
     x = data.draw(arrays(shape))
-    assume(len(np.unique(x)) == x.size)  # max: no ties
+    assume(np.min(np.diff(np.sort(x, axis=None)), initial=1.0) > 1e-3)  # max: no ties within the difference step
     axis = data.draw(st.none() | st.sampled_from(range(-len(shape), len(shape))))
     for reduce in (mg.ops.sum, mg.ops.mean, mg.ops.max):
         assert mg.gradcheck(lambda t, reduce=reduce: reduce(t, axis=axis, keepdims=keepdims), [leaf(x)])

@@ -1,10 +1,37 @@
-"""Neural-network building blocks: Module, Parameter, layers and normalization."""
+"""Neural-network building blocks: Module, Parameter, layers, normalization and initialisation.
 
-from minigrad.nn import functional
+Where things live: ``module.py`` (Module, Parameter), ``layers.py`` (Linear,
+Conv2d, pooling, ...), ``norm.py`` (BatchNorm and Batch Renorm layers, the
+r_max/d_max schedule, clipping telemetry), ``init.py`` (He and Glorot),
+``functional.py`` (stateless functions of tensors).
+"""
+
+from minigrad.nn import functional, init
+from minigrad.nn.layers import (
+    AvgPool2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Identity,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from minigrad.nn.module import Module, Parameter
+from minigrad.nn.norm import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchRenorm1d,
+    BatchRenorm2d,
+    RenormSchedule,
+    renorm_schedule,
+    renorm_telemetry,
+)
 
-# -- normalization layers (minigrad/nn/norm.py) --
-# -- end normalization --
-
-# -- other layers and initialisation (minigrad/nn/layers.py, minigrad/nn/init.py) --
-# -- end layers --
+__all__ = [
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d", "Dropout", "Flatten",
+    "GlobalAvgPool2d", "Identity", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RenormSchedule",
+    "Sequential", "functional", "init", "renorm_schedule", "renorm_telemetry",
+]  # fmt: skip

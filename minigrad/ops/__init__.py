@@ -5,6 +5,7 @@ backward on arrays) and a public function decorated with ``@tensor_method``
 in the module of its family, then export the function here.
 """
 
+from minigrad.ops.conv import avg_pool2d, conv2d, dropout, global_avg_pool2d, max_pool2d
 from minigrad.ops.elementwise import (
     add,
     div,
@@ -31,17 +32,22 @@ from minigrad.ops.shape import concatenate, flatten, pad, permute, reshape, stac
 __all__ = [
     "add",
     "argmax",
+    "avg_pool2d",
     "concatenate",
+    "conv2d",
     "cross_entropy",
     "div",
+    "dropout",
     "equal",
     "exp",
     "flatten",
+    "global_avg_pool2d",
     "greater",
     "less",
     "log",
     "log_softmax",
     "matmul",
+    "max_pool2d",
     "max",
     "maximum",
     "mean",

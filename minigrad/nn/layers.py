@@ -1,0 +1,249 @@
+"""Layers other than normalization: Linear, Conv2d, pooling, ReLU, Dropout, Flatten, Sequential.
+
+Constructor arguments follow PyTorch's names so that models read the same.
+Layers with weights take ``dtype`` and a ``generator``
+(:class:`minigrad.backend.Generator`, default the global one) that draws the
+initial weights, so a model built after ``mg.manual_seed(s)`` (or from
+``Generator(s)``) is the same every time.
+
+Default initialisation: weights He-uniform for ReLU (``kaiming_uniform_`` with
+fan_in, see :mod:`minigrad.nn.init`), biases zero. PyTorch uses a smaller
+uniform bound (1 / sqrt(fan_in)) and random biases; He scaling is chosen here
+because every model in :mod:`minigrad.models` is a ReLU network, and it keeps
+the activations of the un-normalized ("none") arm from shrinking with depth.
+Re-initialise with the functions in :mod:`minigrad.nn.init` to get another scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from numbers import Integral, Real
+from typing import Any
+
+from minigrad import backend
+from minigrad.nn import init
+from minigrad.nn.module import Module, Parameter
+from minigrad.ops import conv as conv_ops
+from minigrad.ops.elementwise import relu
+from minigrad.ops.shape import flatten
+from minigrad.tensor import Tensor
+
+__all__ = [
+    "AvgPool2d",
+    "Conv2d",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2d",
+    "Identity",
+    "Linear",
+    "MaxPool2d",
+    "ReLU",
+    "Sequential",
+]
+
+
+def _positive_int(layer: str, argument: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{layer}: {argument}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+def _empty_parameter(shape: tuple[int, ...], dtype: Any) -> Parameter:
+    """A parameter of `shape` and floating `dtype` on the active backend, to be filled by an init function."""
+    if not backend.dtype_name(dtype).startswith("float"):
+        raise ValueError(f"dtype: expected a floating dtype, got {dtype!r}")
+    return Parameter(backend.host.zeros(shape), dtype=dtype)
+
+
+class Identity(Module):
+    """Returns its input (the "none" normalization arm of the models)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Linear(Module):
+    """y = x W^T + b, with W of shape (out_features, in_features); x of shape (..., in_features)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype: Any = "float32",
+        generator: backend.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _positive_int("Linear", "in_features", in_features)
+        self.out_features = _positive_int("Linear", "out_features", out_features)
+        self.weight = init.kaiming_uniform_(
+            _empty_parameter((self.out_features, self.in_features), dtype), generator=generator
+        )
+        self.bias = init.zeros_(_empty_parameter((self.out_features,), dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear: x: expected a last axis of size in_features={self.in_features}, got shape {x.shape}")
+        out = x @ self.weight.T
+        return out + self.bias if self.bias is not None else out
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Conv2d(Module):
+    """2-d convolution of NCHW input, weight (out_channels, in_channels, kh, kw); see :func:`minigrad.ops.conv.conv2d`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        dtype: Any = "float32",
+        generator: backend.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
+        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
+        self.kernel_size = conv_ops.pair_argument(kernel_size, "Conv2d", "kernel_size", 1)
+        self.stride = conv_ops.pair_argument(stride, "Conv2d", "stride", 1)
+        self.padding = conv_ops.pair_argument(padding, "Conv2d", "padding", 0)
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.weight = init.kaiming_uniform_(_empty_parameter(shape, dtype), generator=generator)
+        self.bias = init.zeros_(_empty_parameter((self.out_channels,), dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return conv_ops.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, bias={self.bias is not None}"
+        )
+
+
+class _Pool2d(Module):
+    """What the pooling layers share: kernel_size, stride (default: kernel_size) and padding as pairs."""
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = conv_ops.pair_argument(kernel_size, name, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else conv_ops.pair_argument(stride, name, "stride", 1)
+        self.padding = conv_ops.pair_argument(padding, name, "padding", 0)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over windows (padding counts as -inf); see :func:`minigrad.ops.conv.max_pool2d`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return conv_ops.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over windows (padded zeros count in the mean); see :func:`minigrad.ops.conv.avg_pool2d`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return conv_ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class GlobalAvgPool2d(Module):
+    """Mean over all pixels of each channel: (N, C, H, W) -> (N, C)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return conv_ops.global_avg_pool2d(x)
+
+
+class ReLU(Module):
+    """max(x, 0) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return relu(x)
+
+
+class Dropout(Module):
+    """Inverted dropout with drop probability `p` in training mode; the identity in eval mode.
+
+    Masks are drawn from `generator` (default: the global generator at call time).
+    """
+
+    def __init__(self, p: float = 0.5, generator: backend.Generator | None = None) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p < 1:
+            raise ValueError(f"Dropout: p: expected a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.generator = generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        return conv_ops.dropout(x, self.p, self.training, self.generator)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    """Merge the axes from `start_dim` on into one: (N, C, H, W) -> (N, C*H*W) by default."""
+
+    def __init__(self, start_dim: int = 1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not -x.ndim <= self.start_dim < x.ndim:
+            raise ValueError(f"Flatten: start_dim={self.start_dim} is out of range for an input of shape {x.shape}")
+        return flatten(x, self.start_dim % x.ndim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}"
+
+
+class Sequential(Module):
+    """Modules applied in order; indexable (an int gives a module, a slice a Sequential), iterable, sized.
+
+    Sub-modules are named "0", "1", ..., so their parameters appear in the
+    state dict as "0.weight", "1.bias", and so on.
+    """
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def append(self, module: Module) -> Sequential:
+        """Add `module` at the end; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: expected Modules, got {type(module).__name__} at position {len(self)}")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def __getitem__(self, index: int | slice) -> Module:
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*modules[index])
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"Sequential: index: expected an int or a slice, got {type(index).__name__}")
+        if not -len(modules) <= index < len(modules):
+            raise IndexError(f"Sequential: index {index} is out of range for {len(modules)} modules")
+        return modules[index]
+
+    def forward(self, x: Any) -> Any:
+        for module in self._modules.values():
+            x = module(x)
+        return x

@@ -1,0 +1,140 @@
+"""`minigrad train` end to end on digits: accuracy, files, resume, Ctrl-C and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.checkpoint import load_checkpoint
+from minigrad.cli import main
+from minigrad.train import ConfigError, TrainConfig, train
+
+pytestmark = pytest.mark.backends("numpy")  # end-to-end runs; the array code is tested on every backend elsewhere
+pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn (pip install 'minigrad[train]')")
+
+
+def _records(out: Path, kind: str) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_train_on_digits_learns_and_writes_its_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--steps", "200", "--eval-every", "100", "--out", str(out), "--no-progress",
+                 "--eval-batch-stats"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and str(out / "metrics.jsonl") in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["norm"] == "brn" and config["dataset"] == "digits" and config["steps"] == 200
+    steps = _records(out, "train")
+    assert [r["step"] for r in steps] == list(range(1, 201))
+    assert np.mean([r["loss"] for r in steps[-20:]]) < 0.5 * np.mean([r["loss"] for r in steps[:20]])
+    evaluations = _records(out, "eval")
+    assert [e["step"] for e in evaluations] == [100, 200]
+    assert evaluations[-1]["test_accuracy"] > 0.9
+    assert 0 <= evaluations[-1]["test_accuracy_batch_stats"] <= 1
+    assert set(next(iter(evaluations[-1]["renorm"].values()))) >= {"r_clipped", "d_clipped"}
+    state = load_checkpoint(out / "checkpoint.npz")
+    assert state["step"] == 200
+
+
+def _config(out: Path, **overrides) -> TrainConfig:
+    settings = dict(steps=24, eval_every=8, out=str(out), progress=False, ema=0.9)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_resumed_run_continues_exactly_as_the_uninterrupted_one(tmp_path):
+    whole = train(_config(tmp_path / "whole"), log=None)
+    first = train(_config(tmp_path / "pieces"), log=None, stop_at=12)
+    assert first.interrupted and first.step == 12
+    second = train(_config(tmp_path / "pieces", resume=True), log=None)
+    assert second.step == 24 and not second.interrupted
+    assert _records(tmp_path / "whole", "train") == [
+        {**r, "images_per_sec": w["images_per_sec"]}
+        for r, w in zip(_records(tmp_path / "pieces", "train"), _records(tmp_path / "whole", "train"))
+    ]
+    a = load_checkpoint(tmp_path / "whole" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "pieces" / "checkpoint.npz")
+    for name, value in a["model"].items():
+        np.testing.assert_array_equal(value, b["model"][name], err_msg=name)
+    assert whole.test_accuracy == second.test_accuracy
+
+
+def test_resume_with_another_model_is_refused_and_leaves_results_untouched(tmp_path):
+    out = tmp_path / "run"
+    train(_config(out, steps=8), log=None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ConfigError, match="different run: norm \\(checkpoint 'brn', now 'bn'\\)"):
+        train(_config(out, steps=16, norm="bn", resume=True), log=None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    train(_config(out, steps=8), log=None)
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+        train(_config(out, steps=8), log=None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"sampler": "noniid", "examples_per_label": 3}, "multiple of 3, got 32"),
+        ({"virtual_batch_size": 5}, "virtual_batch_size: expected a positive divisor of batch_size=32, got 5"),
+        ({"sampler": "halfsplit", "virtual_batch_size": 8}, "needs virtual_batch_size=16"),
+        ({"norm": "group"}, "norm: expected one of bn, brn, none, got 'group'"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(_config(tmp_path / "run", **overrides), log=None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_cifar_path_says_how_to_get_the_data(tmp_path, capsys):
+    code = main(["train", "--dataset", "cifar10", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and ("download" in err.lower())
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_option_value_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--sampler", "random"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'random'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "minigrad", "train", "--steps", "100000", "--eval-every", "100000",
+               "--out", str(out), "--no-progress"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = out / "metrics.jsonl"
+        while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted at step" in stdout and "--resume" in stdout
+    state = load_checkpoint(out / "checkpoint.npz")
+    assert state["step"] >= 1
+    assert mg.backend.active_backend() == "numpy"
