@@ -430,21 +430,21 @@ class Generator:
             self._cupy = cupy.random.default_rng(self._host.integers(2**63))
         return self._cupy
 
-    def normal(self, shape: Sequence[int], dtype: Any = "float32", library: str | None = None) -> Array:
-        """Standard normal samples of `shape` and `dtype` on `library` (default: active)."""
+    def _draw(self, kind: str, shape: Sequence[int], dtype: Any, library: str | None) -> Array:
+        """Samples of distribution `kind` ("standard_normal" or "random") drawn where `library` wants them."""
         library = library or _active_name
         name = dtype_name(dtype)
         if library == "cupy":
-            return self._device_rng().standard_normal(tuple(shape), dtype=name)
-        return from_numpy(self._host.standard_normal(tuple(shape)).astype(name), library)
+            return getattr(self._device_rng(), kind)(tuple(shape), dtype=name)
+        return from_numpy(getattr(self._host, kind)(tuple(shape)).astype(name), library)
+
+    def normal(self, shape: Sequence[int], dtype: Any = "float32", library: str | None = None) -> Array:
+        """Standard normal samples of `shape` and `dtype` on `library` (default: active)."""
+        return self._draw("standard_normal", shape, dtype, library)
 
     def uniform(self, shape: Sequence[int], dtype: Any = "float32", library: str | None = None) -> Array:
         """Samples uniform on [0, 1) of `shape` and `dtype` on `library` (default: active)."""
-        library = library or _active_name
-        name = dtype_name(dtype)
-        if library == "cupy":
-            return self._device_rng().random(tuple(shape), dtype=name)
-        return from_numpy(self._host.random(tuple(shape)).astype(name), library)
+        return self._draw("random", shape, dtype, library)
 
     @property
     def host(self) -> np.random.Generator:
