@@ -110,3 +110,13 @@ def test_forgetting_super_init_is_a_clear_error():
 
     with pytest.raises(RuntimeError, match="super\\(\\).__init__\\(\\)"):
         Broken()
+
+
+def test_load_state_dict_copies_so_training_does_not_change_the_callers_arrays():
+    net = Net()
+    state = net.state_dict()
+    net.load_state_dict(state)
+    net.first.running[...] = 5.0  # an in-place buffer update, as norm layers do
+    net.first.weight.data[...] = 7.0
+    assert float(B.to_numpy(state["first.running"])[0]) == 0.0
+    assert float(B.to_numpy(state["first.weight"])[0]) == 1.0

@@ -147,13 +147,14 @@ class Module:
 
     def _load_value(self, name: str, incoming: Any) -> None:
         current = getattr(self, name)
-        if isinstance(current, Tensor):
-            array = backend.to_device(backend.asarray(incoming), current.device)
-            current.data = backend.astype(array, current.dtype)
-            return
-        if backend.is_array(current):
-            array = backend.to_device(backend.asarray(incoming), backend.device_of(current))
-            setattr(self, name, backend.astype(array, current.dtype))
+        if isinstance(current, Tensor) or backend.is_array(current):
+            device = current.device if isinstance(current, Tensor) else backend.device_of(current)
+            array = backend.astype(backend.to_device(backend.asarray(incoming), device), current.dtype)
+            array = backend.namespace(array).asarray(array, copy=True)  # never share the caller's arrays
+            if isinstance(current, Tensor):
+                current.data = array
+            else:
+                setattr(self, name, array)
             return
         setattr(self, name, type(current)(backend.item(incoming)) if backend.is_array(incoming) else incoming)
 
