@@ -22,6 +22,7 @@ TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "MINIGRAD_TUTORIAL_OUT": str(tmp_path)}
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # small models: two BLAS threads only wait for each other
     result = subprocess.run(
         [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
