@@ -16,6 +16,12 @@ its output folder:
 
 A run resumed from its checkpoint continues exactly as the uninterrupted run
 would have (same batches, same losses, same parameters on the CPU).
+
+Under ``mpiexec -n K`` every rank runs :func:`train` (the paper's synchronized
+workers, see :mod:`minigrad.distributed`): each global batch of
+``batch_size`` examples is split into K shards, each rank normalizes its own
+shard, gradients are averaged before every step, and only rank 0 writes files.
+``config.json`` records the number of ranks as ``world_size``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import minigrad as mg
-from minigrad import backend
+from minigrad import backend, distributed
 from minigrad.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 
 np = backend.host
@@ -50,7 +56,7 @@ CONFIG = "config.json"
 # --steps or --eval-every, may change between the interrupted run and the resumed one).
 _RESUME_MUST_MATCH = (
     "dataset", "train_subset", "model", "norm", "batch_size", "virtual_batch_size", "sampler",
-    "examples_per_label", "optimizer", "seed", "ema", "augment", "norm_momentum", "dtype",
+    "examples_per_label", "optimizer", "seed", "ema", "augment", "norm_momentum", "dtype", "sync_bn",
 )  # fmt: skip
 
 
@@ -66,6 +72,9 @@ class TrainConfig:
     d_max = 0 for a warm-up, then linear ramps to 3 and 5), which is otherwise
     scaled to the run's length (:meth:`minigrad.nn.RenormSchedule.scaled`).
     ``norm_momentum`` is the update rate Δ of the running statistics.
+    ``batch_size`` is the global batch: under ``mpiexec -n K`` each rank takes
+    its shard of it. ``sync_bn`` makes BatchNorm normalize over the whole global
+    batch instead of each rank's shard (in one process it is plain BatchNorm).
     """
 
     dataset: str = "digits"
@@ -82,6 +91,7 @@ class TrainConfig:
     r_max: float | None = None
     d_max: float | None = None
     norm_momentum: float = 0.01
+    sync_bn: bool = False  # BatchNorm statistics over every rank's shard (mpiexec); see minigrad.distributed
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
@@ -148,12 +158,25 @@ class TrainConfig:
             raise ConfigError(
                 f"virtual_batch_size: expected a positive divisor of batch_size={config.batch_size}, got {vbs}"
             )
+        if config.sync_bn and config.norm != "bn":
+            raise ConfigError(
+                f"sync_bn: synchronized statistics are for BatchNorm, so it needs norm='bn', got norm={config.norm!r}"
+            )
+        if config.sync_bn and config.virtual_batch_size is not None:
+            raise ConfigError(
+                "sync_bn: synchronized BatchNorm normalizes over the whole global batch, so it needs no "
+                f"virtual_batch_size (nor the halfsplit sampler, which sets one), got {config.virtual_batch_size}"
+            )
         if config.ema is not None and not 0 < config.ema < 1:
             raise ConfigError(f"ema: expected a decay in (0, 1), got {config.ema}")
         return config
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    def to_json(self, world_size: int | None = None) -> str:
+        """The configuration as JSON; with `world_size`, also the number of ranks the run is split over."""
+        fields = dataclasses.asdict(self)
+        if world_size is not None:
+            fields["world_size"] = world_size
+        return json.dumps(fields, indent=2, sort_keys=True)
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -226,13 +249,17 @@ def _norm_layers(model: mg.nn.Module) -> list[mg.nn.Module]:
     return [m for m in model.modules() if isinstance(m, kinds)]
 
 
-def evaluate(model: mg.nn.Module, loader: Any, batch_statistics: bool = False) -> dict[str, float]:
+def evaluate(
+    model: mg.nn.Module, loader: Any, batch_statistics: bool = False, comm: distributed.Communicator | None = None
+) -> dict[str, float]:
     """Accuracy and mean loss of `model` over the batches of `loader`.
 
     Inference mode by default (running statistics). With `batch_statistics`,
     the normalization layers normalize each test batch with its own statistics
     (the paper's section 4.3 diagnostic); everything else stays in inference
-    mode, and the running statistics are restored afterwards.
+    mode, and the running statistics are restored afterwards. With a
+    communicator of several ranks, each rank evaluates its own batches and the
+    counts and loss sums are added over the ranks (one allreduce).
     """
     saved = model.state_dict() if batch_statistics else None
     model.eval()
@@ -251,6 +278,9 @@ def evaluate(model: mg.nn.Module, loader: Any, batch_statistics: bool = False) -
         if saved is not None:
             model.load_state_dict(saved)
         model.train()
+    if comm is not None and comm.size > 1:
+        sums = comm.allreduce_host(np.array([correct, total, loss_sum], dtype=np.float64))
+        correct, total, loss_sum = int(sums[0]), int(sums[1]), float(sums[2])
     return {"accuracy": correct / max(total, 1), "loss": loss_sum / max(total, 1), "examples": total}
 
 
@@ -308,35 +338,67 @@ def _progress_bar(config: TrainConfig, start: int) -> Any:
     return tqdm(total=config.steps, initial=start, desc=f"train {config.norm}/{config.sampler}", unit="step", leave=False)
 
 
-def train(config: TrainConfig, log: Callable[[str], None] | None = print, stop_at: int | None = None) -> RunResult:
+def train(
+    config: TrainConfig,
+    log: Callable[[str], None] | None = print,
+    stop_at: int | None = None,
+    comm: distributed.Communicator | None = None,
+) -> RunResult:
     """Carry out a training run (see the module docstring); returns its final numbers.
 
     `stop_at` ends the session after that step as Ctrl-C would (checkpoint saved,
     ``interrupted`` set), so that a long run can be done in pieces with ``resume``.
+    `comm` is the group of data-parallel ranks (default :func:`minigrad.distributed.world`:
+    the ranks of ``mpiexec``, or this process alone). Every rank calls ``train``;
+    rank 0's configuration is used by all, rank 0 alone reads the checkpoint
+    (the others receive it) and writes files and logs.
     """
+    comm = distributed.world() if comm is None else comm
     config = config.resolved()
+    if comm.size > 1:
+        config = comm.bcast(config)  # rank 0's (a default --out carries a time stamp)
+    try:
+        distributed.check_shards(config.batch_size, comm.size, config.virtual_batch_size)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    checkpoint, problem = None, None
+    if comm.is_root:
+        try:
+            checkpoint = _read_checkpoint(config, comm.size)
+        except ConfigError as exc:
+            problem = str(exc)
+    if comm.size > 1:
+        checkpoint, problem = comm.bcast((checkpoint, problem))
+    if problem is not None:
+        raise ConfigError(problem)
+
+    with backend.using_backend(config.backend):
+        return _run(config, checkpoint, log if comm.is_root else None, stop_at, comm)
+
+
+def _read_checkpoint(config: TrainConfig, world_size: int) -> dict[str, Any] | None:
+    """The checkpoint that `config` resumes (None for a new run); refuses a missing, foreign or existing one."""
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT
-    checkpoint = None
     if config.resume:
         if not checkpoint_path.is_file():
             raise ConfigError(f"resume: no checkpoint at {checkpoint_path}; run without --resume to start this run")
         checkpoint = load_checkpoint(checkpoint_path)
-        _check_resumable(json.loads(checkpoint["config"]), config)
-    elif checkpoint_path.exists():
+        _check_resumable(json.loads(checkpoint["config"]), config, world_size)
+        return checkpoint
+    if checkpoint_path.exists():
         raise ConfigError(
             f"out: {out} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose another --out"
         )
-
-    with backend.using_backend(config.backend):
-        return _run(config, checkpoint, log, stop_at)
+    return None
 
 
 def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[str], None] | None,
-         stop_at: int | None) -> RunResult:  # fmt: skip
-    """The body of :func:`train`, on the configured backend."""
+         stop_at: int | None, comm: distributed.Communicator) -> RunResult:  # fmt: skip
+    """The body of :func:`train`, on the configured backend (on every rank; `log` is None but on rank 0)."""
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT
+    root = comm.is_root
     train_set, test_set = mg.data.load_dataset(
         config.dataset,
         config.data,
@@ -357,10 +419,19 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
         stats_loader = mg.data.sampled_eval_loader(
             test_set, sampler, config.batch_size, transform=normalize, seed=config.seed
         )
+    if comm.size > 1:
+        # every rank draws the same global batches and keeps its shard; evaluation batches are split the same way
+        loader = distributed.ShardedLoader(loader, comm, seed=config.seed)
+        test_loader = distributed.ShardedLoader(test_loader, comm)
+        train_probe_loader = distributed.ShardedLoader(train_probe_loader, comm)
+        if stats_loader is not None:
+            stats_loader = distributed.ShardedLoader(stats_loader, comm)
 
     model = build_model(config, train_set.image_shape[0], train_set.num_classes)
     if config.dtype != "float32":
         model.to(config.dtype)
+    if config.sync_bn and comm.size > 1:
+        distributed.convert_sync_batchnorm(model, comm)
     optimizer = build_optimizer(config, model)
     scheduler = mg.optim.LRScheduler(optimizer, build_lr_schedule(config))
     ema = mg.optim.EMA(model, decay=config.ema) if config.ema else None
@@ -372,54 +443,65 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             scheduler.load_state_dict(checkpoint["scheduler"])
-            loader.load_state_dict(checkpoint["loader"])
+            # with several ranks, rank r continues its own augmentation stream (the sampler is the same on all)
+            loader.load_state_dict(checkpoint.get("loader_ranks", [checkpoint["loader"]] * comm.size)[comm.rank])
             if ema is not None:
                 ema.load_state_dict(checkpoint["ema"])
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"resume: the checkpoint in {out} does not fit this model/optimizer: {exc}") from exc
         start_step = int(checkpoint["step"])
-        evaluations = _truncate_metrics(out / METRICS, start_step)
-    else:
+        evaluations = _truncate_metrics(out / METRICS, start_step) if root else []
+        evaluations = comm.bcast(evaluations)
+    elif root:
         out.mkdir(parents=True, exist_ok=True)
         (out / METRICS).unlink(missing_ok=True)
-    atomic_write_text(out / CONFIG, config.to_json())
+    if root:
+        atomic_write_text(out / CONFIG, config.to_json(comm.size))
 
     def save(step: int) -> None:
+        loader_states = comm.gather(loader.state_dict()) if comm.size > 1 else None  # a collective: every rank
+        if not root:
+            return
         state = {
-            "config": config.to_json(),
+            "config": config.to_json(comm.size),
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "loader": loader.state_dict(),
         }
+        if loader_states is not None:
+            state["loader_ranks"] = loader_states
         if ema is not None:
             state["ema"] = ema.state_dict()
         save_checkpoint(checkpoint_path, state)
 
     def run_evaluation(step: int) -> dict[str, Any]:
+        distributed.check_in_sync(model, comm, step)  # parameters and running statistics identical on every rank
+        # Read the clipping telemetry of the last training step before a batch-statistics evaluation overwrites it.
+        telemetry = mg.nn.renorm_telemetry(model)  # rank 0's own shards, with several ranks
         context = ema.swapped() if ema is not None else nullcontext()
         with context:
             record: dict[str, Any] = {"step": step, "kind": "eval"}
-            test = evaluate(model, test_loader)
+            test = evaluate(model, test_loader, comm=comm)
             record["test_accuracy"], record["test_loss"] = test["accuracy"], test["loss"]
-            record["train_accuracy_inference"] = evaluate(model, train_probe_loader)["accuracy"]
+            record["train_accuracy_inference"] = evaluate(model, train_probe_loader, comm=comm)["accuracy"]
             if stats_loader is not None:
-                record["test_accuracy_batch_stats"] = evaluate(model, stats_loader, batch_statistics=True)["accuracy"]
-        telemetry = mg.nn.renorm_telemetry(model)
+                stats = evaluate(model, stats_loader, batch_statistics=True, comm=comm)
+                record["test_accuracy_batch_stats"] = stats["accuracy"]
         if telemetry:
             record["renorm"] = telemetry
         return record
 
-    metrics = (out / METRICS).open("a", encoding="utf-8")
+    metrics = (out / METRICS).open("a", encoding="utf-8") if root else None
     stop = _StopRequest()
-    bar = _progress_bar(config, start_step)
+    bar = _progress_bar(config, start_step) if root else None
     started = time.perf_counter()
     step = start_step
     interrupted = False
     model.train()
     try:
-        with stop.installed():
+        with stop.installed(), distributed.share_running_stats(comm):
             batches = loader.batches()
             while step < config.steps:
                 tick = time.perf_counter()
@@ -428,38 +510,50 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
                 loss = mg.cross_entropy(logits, labels)
                 optimizer.zero_grad()
                 loss.backward()
+                examples = labels.shape[0]
+                share = examples / config.batch_size  # this rank's weight in the global batch's mean loss (1 alone)
+                correct = int((logits.argmax(axis=1) == labels).numpy().sum())
+                # one allreduce: the gradients (weighted), and the loss, accuracy and stop requests for the log
+                loss_value, correct, examples, stop_votes = distributed.average_gradients(
+                    model.parameters(), comm, share, extra=(share * loss.item(), correct, examples, stop.requested)
+                )
                 optimizer.step()
                 if ema is not None:
                     ema.update()
                 step += 1
                 scheduler.step()
-                loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(f"training diverged: the loss is {loss_value} at step {step}; lower --lr")
-                accuracy = float((logits.argmax(axis=1) == labels).numpy().mean())
-                speed = labels.shape[0] / max(time.perf_counter() - tick, 1e-9)
+                accuracy = correct / examples
+                speed = examples / max(time.perf_counter() - tick, 1e-9)
                 record = {"step": step, "kind": "train", "loss": loss_value, "batch_accuracy": accuracy,
                           "lr": optimizer.lr, "images_per_sec": speed}  # fmt: skip
-                metrics.write(json.dumps(record) + "\n")
+                if metrics is not None:
+                    metrics.write(json.dumps(record) + "\n")
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.2f}", img_s=f"{speed:.0f}")
                     bar.update(1)
                 if step % config.eval_every == 0 or step == config.steps:
                     evaluation = run_evaluation(step)
                     evaluations.append(evaluation)
-                    metrics.write(json.dumps(evaluation) + "\n")
-                    metrics.flush()
+                    if metrics is not None:
+                        metrics.write(json.dumps(evaluation) + "\n")
+                        metrics.flush()
                     save(step)
                     if log is not None and bar is None:
                         log(f"step {step}: test accuracy {evaluation['test_accuracy']:.4f}, loss {loss_value:.4f}")
-                if stop.requested or (step == stop_at and step < config.steps):
+                # every rank must stop at the same step: with several, a Ctrl-C counts once all have voted on it
+                requested = stop.requested if comm.size == 1 else stop_votes > 0
+                if requested or (step == stop_at and step < config.steps):
                     interrupted = True
                     save(step)
                     break
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         if bar is not None:
             bar.close()
+    comm.barrier()  # the other ranks return once rank 0 has written everything
     wall = time.perf_counter() - started
     last = evaluations[-1] if evaluations else {}
     result = RunResult(
@@ -482,13 +576,19 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
     return result
 
 
-def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
-    """Refuse to resume when the checkpoint was made with a different model, data or optimizer."""
+def _check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int = 1) -> None:
+    """Refuse to resume when the checkpoint was made with a different model, data, optimizer or number of ranks.
+
+    A setting missing from an older checkpoint counts as its default.
+    """
+    defaults = TrainConfig()
     different = [
-        f"{key} (checkpoint {saved.get(key)!r}, now {getattr(config, key)!r})"
+        f"{key} (checkpoint {saved.get(key, getattr(defaults, key))!r}, now {getattr(config, key)!r})"
         for key in _RESUME_MUST_MATCH
-        if saved.get(key) != getattr(config, key)
+        if saved.get(key, getattr(defaults, key)) != getattr(config, key)
     ]
+    if saved.get("world_size", 1) != world_size:  # each rank normalizes its shard: the split is part of the model
+        different.append(f"world_size (checkpoint {saved.get('world_size', 1)} ranks, now {world_size})")
     if different:
         raise ConfigError("resume: the checkpoint was made by a different run: " + "; ".join(different))
 

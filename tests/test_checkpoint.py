@@ -55,3 +55,15 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "other.npz")
     with pytest.raises(FileNotFoundError, match="no file at"):
         load_checkpoint(tmp_path / "missing.npz")
+
+
+@pytest.mark.backends("numpy")
+def test_atomic_writes_get_the_usual_file_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "results.md", "table")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -294,6 +294,15 @@ def test_max_pool2d_sends_a_tied_gradient_to_the_first_maximum():
     np.testing.assert_array_equal(host(x.grad), [[[[1.0, 0.0], [0.0, 0.0]]]])
 
 
+def test_max_pool2d_routes_a_nan_window_like_argmax():
+    """A NaN makes the window's maximum NaN, and the gradient goes to the first NaN (what argmax picks)."""
+    x = tensor(np.array([[[[1.0, np.nan], [3.0, np.nan]]]]), True)
+    out = max_pool2d(x, 2)
+    assert np.isnan(host(out)).all()
+    out.sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [[[[0.0, 1.0], [0.0, 0.0]]]])
+
+
 def test_max_pool2d_padding_never_wins():
     """Padding is -inf, so an all-negative input gives negative maxima and no gradient is lost."""
     x = tensor(-1.0 - np.arange(9.0).reshape(1, 1, 3, 3), True)

@@ -223,3 +223,19 @@ def test_item_repr_and_len():
     assert "Tensor(" in repr(t) and "float32" in repr(t)
     with pytest.raises(ValueError, match="one element, got shape"):
         t.item()
+
+
+def test_comparisons_give_boolean_tensors_and_broadcast():
+    a = mg.Tensor(np.array([[1.0, 2.0, 3.0]]))
+    b = mg.Tensor(np.array([[2.0], [1.0]]))
+    expected = {
+        "==": np.array([[1.0, 2.0, 3.0]]) == np.array([[2.0], [1.0]]),
+        "<": np.array([[1.0, 2.0, 3.0]]) < np.array([[2.0], [1.0]]),
+    }
+    np.testing.assert_array_equal(host(a == b), expected["=="])
+    np.testing.assert_array_equal(host(a < b), expected["<"])
+    np.testing.assert_array_equal(host(a >= 2.0), [[False, True, True]])
+    np.testing.assert_array_equal(host(a != 2.0), [[True, False, True]])
+    np.testing.assert_array_equal(host(a <= 1.0), [[True, False, False]])
+    np.testing.assert_array_equal(host(a > 2.0), [[False, False, True]])
+    assert B.dtype_name((a == b).dtype) == "bool" and not (a == b).requires_grad

@@ -23,9 +23,7 @@ TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 def test_tutorial_runs(path, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "MINIGRAD_TUTORIAL_OUT": str(tmp_path)}
     env.setdefault("OPENBLAS_NUM_THREADS", "1")  # small models: two BLAS threads only wait for each other
-    result = subprocess.run(
-        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{path.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
 
 

@@ -9,6 +9,8 @@ them (the arithmetic, the gradients) lives in :mod:`minigrad.ops.norm`.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from minigrad import backend
@@ -76,7 +78,32 @@ def _check_common(
             _check_buffer(name, buffer, x)
 
 
+_batch_stats_reducer: Callable[[Any], Any] | None = None  # see reducing_batch_stats
+
+
+@contextmanager
+def reducing_batch_stats(reducer: Callable[[Any], Any] | None) -> Iterator[None]:
+    """Within the block, each running-statistic update first passes the step's cache through `reducer`.
+
+    `reducer` takes the :class:`~minigrad.ops.norm.NormCache` of a training
+    forward and returns one whose ``mu_b`` and ``sigma_b`` are used for the
+    update instead. :func:`minigrad.distributed.share_running_stats` uses it so
+    that the data-parallel ranks apply one update with their average μ_B and
+    σ_B, as one process with ghost batches would. The normalization itself
+    (the layer's output) is not affected.
+    """
+    global _batch_stats_reducer
+    previous = _batch_stats_reducer
+    _batch_stats_reducer = reducer
+    try:
+        yield
+    finally:
+        _batch_stats_reducer = previous
+
+
 def _update_in_place(running_mean: Array, running_std: Array, cache: Any, momentum: float) -> None:
+    if _batch_stats_reducer is not None:
+        cache = _batch_stats_reducer(cache)  # e.g. the average over data-parallel ranks
     new_mean, new_std = running_stats_update(running_mean, running_std, cache, momentum)
     running_mean[...] = new_mean  # μ := μ + Δ(μ_B − μ), written into the caller's buffer
     running_std[...] = new_std  # σ := σ + Δ(σ_B − σ)

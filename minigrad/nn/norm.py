@@ -247,19 +247,30 @@ class _BatchNorm(_NormBase):
     docstring for why these defaults.
     """
 
+    # A minigrad.distributed communicator, or None. When set (minigrad.distributed.convert_sync_batchnorm),
+    # training mode normalizes over the global batch of every rank (synchronized BatchNorm).
+    sync_group: Any = None
+
     def forward(self, x: Tensor) -> Tensor:
         self._check_x(x)
-        y = F.batch_norm(
-            x,
-            self.weight,
-            self.bias,
-            self.running_mean,
-            self.running_std,
-            training=self.training,
-            momentum=self.momentum,
-            eps=self.eps,
-            virtual_batch_size=self.virtual_batch_size,
-        )
+        if self.training and self.sync_group is not None:
+            from minigrad.distributed import sync_batch_norm  # imported here: minigrad.distributed builds on minigrad.nn
+
+            y = sync_batch_norm(
+                x, self.weight, self.bias, self.running_mean, self.running_std, self.sync_group, self.momentum, self.eps
+            )
+        else:
+            y = F.batch_norm(
+                x,
+                self.weight,
+                self.bias,
+                self.running_mean,
+                self.running_std,
+                training=self.training,
+                momentum=self.momentum,
+                eps=self.eps,
+                virtual_batch_size=self.virtual_batch_size,
+            )
         if self.training:
             self.step += 1
         return y
@@ -347,7 +358,10 @@ class _BatchRenorm(_NormBase):
         return y
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, r_max={self.r_max!r}, d_max={self.d_max!r}"
+        def shown(limit: Limit) -> str:
+            return f"{limit!r}" if not callable(limit) else f"<schedule, now {limit(self.step):g}>"
+
+        return f"{super().extra_repr()}, r_max={shown(self.r_max)}, d_max={shown(self.d_max)}"
 
 
 class BatchNorm1d(_BatchNorm):

@@ -115,7 +115,10 @@ class Conv2d(Function):
             grad_cols = xp.matrix_transpose(self.weight_matrix) @ g
             grad_x = backend.col2im(grad_cols, self.input_shape, self.kernel, self.stride, self.padding)
         if needs[1]:
-            grad_w = xp.reshape(g @ xp.matrix_transpose(self.cols), self.weight_shape)
+            # dW = g @ cols.T, computed as (cols @ g.T).T: the same product, which OpenBLAS runs about
+            # 10% faster in this orientation (measured at the CIFAR model's shapes).
+            grad_w_t = self.cols @ xp.matrix_transpose(g)
+            grad_w = xp.reshape(xp.matrix_transpose(grad_w_t), self.weight_shape)
         if len(needs) == 3 and needs[2]:
             grad_b = xp.sum(g, axis=1)
         return (grad_x, grad_w, grad_b)[: len(needs)]
@@ -221,8 +224,19 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         xp = backend.namespace(x)
         windows = self._windows(x)
-        self.winner = xp.argmax(windows, axis=1)  # (C, OH*OW*N)
-        return self._output(xp.max(windows, axis=1))
+        best = xp.max(windows, axis=1)  # (C, OH*OW*N); a NaN in a window makes its maximum NaN
+        # The winner is the first window offset that holds the maximum (or a NaN): what argmax over
+        # axis 1 returns. Speed: NumPy's argmax over this short middle axis is about ten times
+        # slower than these elementwise passes, one per offset, from the last offset to the first
+        # so that the first offset that holds the maximum is the one that stays (and arithmetic
+        # rather than `where`, which NumPy runs slowly with a scalar operand).
+        winner = xp.zeros(best.shape, dtype=xp.int32, device=best.device)
+        for offset in reversed(range(windows.shape[1])):
+            candidate = windows[:, offset, :]
+            holds = xp.astype((candidate == best) | (candidate != candidate), xp.int32)  # 1: the maximum, or a NaN
+            winner += holds * (offset - winner)  # `offset` where it holds, unchanged elsewhere
+        self.winner = winner
+        return self._output(best)
 
     def backward(self, grad):
         xp = backend.namespace(grad)

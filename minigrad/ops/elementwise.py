@@ -140,12 +140,15 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
+    """max(x, 0). A multiply by a 0/1 mask rather than ``where``: NumPy runs it several times faster."""
+
     def forward(self, x):
-        self.positive = x > 0
-        return backend.namespace(x).where(self.positive, x, 0)
+        xp = backend.namespace(x)
+        self.mask = xp.astype(x > 0, x.dtype)
+        return xp.maximum(x, 0.0)  # NaN stays NaN, so a diverging run shows it
 
     def backward(self, grad):
-        return backend.namespace(grad).where(self.positive, grad, 0)
+        return grad * self.mask
 
 
 class Maximum(Function):
@@ -278,37 +281,20 @@ def _compare(name: str, a: Any, b: Any) -> Tensor:
     return Tensor._make(getattr(xp, name)(a.data, b.data), requires_grad=False, creator=None)
 
 
-@tensor_method("__eq__")
-def equal(a: Any, b: Any) -> Tensor:
-    """Elementwise a == b as a boolean tensor."""
-    return _compare("equal", a, b)
+def _comparison(name: str, symbol: str):
+    """A public comparison function for the array-API function `name`, e.g. ``equal`` for ``==``."""
+
+    def compare(a: Any, b: Any) -> Tensor:
+        return _compare(name, a, b)
+
+    compare.__name__ = name
+    compare.__doc__ = f"Elementwise a {symbol} b as a boolean tensor (not differentiable)."
+    return compare
 
 
-@tensor_method("__ne__")
-def not_equal(a: Any, b: Any) -> Tensor:
-    """Elementwise a != b as a boolean tensor."""
-    return _compare("not_equal", a, b)
-
-
-@tensor_method("__lt__")
-def less(a: Any, b: Any) -> Tensor:
-    """Elementwise a < b as a boolean tensor."""
-    return _compare("less", a, b)
-
-
-@tensor_method("__le__")
-def less_equal(a: Any, b: Any) -> Tensor:
-    """Elementwise a <= b as a boolean tensor."""
-    return _compare("less_equal", a, b)
-
-
-@tensor_method("__gt__")
-def greater(a: Any, b: Any) -> Tensor:
-    """Elementwise a > b as a boolean tensor."""
-    return _compare("greater", a, b)
-
-
-@tensor_method("__ge__")
-def greater_equal(a: Any, b: Any) -> Tensor:
-    """Elementwise a >= b as a boolean tensor."""
-    return _compare("greater_equal", a, b)
+equal = tensor_method("__eq__")(_comparison("equal", "=="))
+not_equal = tensor_method("__ne__")(_comparison("not_equal", "!="))
+less = tensor_method("__lt__")(_comparison("less", "<"))
+less_equal = tensor_method("__le__")(_comparison("less_equal", "<="))
+greater = tensor_method("__gt__")(_comparison("greater", ">"))
+greater_equal = tensor_method("__ge__")(_comparison("greater_equal", ">="))

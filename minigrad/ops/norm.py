@@ -245,12 +245,21 @@ def _check_group_size(x: Array, m: int, virtual_batch_size: int | None) -> None:
         )
 
 
-def _affine(x_hat: Array, gamma: Array | None, beta: Array | None, channel_axis: int) -> Array:
-    y = x_hat
-    if gamma is not None:
-        y = y * _channel_view(gamma, x_hat.ndim, channel_axis)  # γ x̂_i
-    if beta is not None:
-        y = y + _channel_view(beta, x_hat.ndim, channel_axis)  # y_i ← γ x̂_i + β
+def _scale_shift(x: Array, scale: Array | None, shift: Array | None) -> Array:
+    """x · scale + shift as one new array, with scale and shift per channel (or per group), None for none.
+
+    Speed: the product is the only new array and the shift is added in place, so
+    the whole costs two passes over memory (``x * scale + shift`` would make a
+    second full-size temporary). The small arrays are cast to the result's dtype
+    first, so that the in-place addition never narrows.
+    """
+    if scale is None:
+        return x if shift is None else x + shift
+    xp = backend.namespace(x)
+    dtype = xp.result_type(x, scale, *([] if shift is None else [shift]))
+    y = x * xp.astype(scale, dtype)
+    if shift is not None:
+        y += xp.astype(shift, dtype)
     return y
 
 
@@ -280,8 +289,11 @@ def batch_norm_forward(
     xg, axes, m = grouped(x, virtual_batch_size)
     _check_group_size(x, m, virtual_batch_size)
     mu_b, sigma_b, xc = batch_moments(xg, axes, eps)  # μ_B, σ_B
-    x_hat = xc / sigma_b  # x̂_i ← (x_i − μ_B)/σ_B
-    y = _affine(x_hat, gamma, beta, channel_axis=2)  # y_i ← γ x̂_i + β
+    x_hat = xc
+    x_hat /= sigma_b  # x̂_i ← (x_i − μ_B)/σ_B (in place: xc is batch_moments' new array, used nowhere else)
+    gamma_view = None if gamma is None else _channel_view(gamma, xg.ndim, 2)
+    beta_view = None if beta is None else _channel_view(beta, xg.ndim, 2)
+    y = _scale_shift(x_hat, gamma_view, beta_view)  # y_i ← γ x̂_i + β
     cache = NormCache(x_norm=x_hat, mu_b=mu_b, sigma_b=sigma_b, gamma=gamma, input_shape=tuple(x.shape), axes=axes)
     return xp.reshape(y, tuple(x.shape)), cache
 
@@ -340,9 +352,13 @@ def batch_renorm_forward(
         d = xp.clip(d_unclipped, -float(d_max), float(d_max))  # d ← stop_gradient(clip_[−d_max, d_max]((μ_B − μ)/σ))
     else:
         d = fixed_correction(d, x, tuple(mu_b.shape), "d")  # d given: held constant
-    x_norm = xc / sigma_b  # (x_i − μ_B)/σ_B
-    x_hat = x_norm * r + d  # x̂_i ← (x_i − μ_B)/σ_B · r + d
-    y = _affine(x_hat, gamma, beta, channel_axis=2)  # y_i ← γ x̂_i + β
+    x_norm = xc
+    x_norm /= sigma_b  # (x_i − μ_B)/σ_B (in place: xc is batch_moments' new array, used nowhere else)
+    # x̂_i ← (x_i − μ_B)/σ_B · r + d and y_i ← γ x̂_i + β, in one step: y_i = x_norm_i · (γ r) + (γ d + β),
+    # with per-channel (per-group) scale γ r and shift γ d + β, so x̂ itself is never stored.
+    gamma_view = 1.0 if gamma is None else _channel_view(gamma, xg.ndim, 2)
+    beta_view = 0.0 if beta is None else _channel_view(beta, xg.ndim, 2)
+    y = _scale_shift(x_norm, gamma_view * r, gamma_view * d + beta_view)
     cache = NormCache(
         x_norm=x_norm,
         mu_b=mu_b,
@@ -358,7 +374,15 @@ def batch_renorm_forward(
     return xp.reshape(y, tuple(x.shape)), cache
 
 
-def normalized_grad(g: Array, x_norm: Array, sigma_b: Array, axes: tuple[int, ...], r: Array | None = None) -> Array:
+def normalized_grad(
+    g: Array,
+    x_norm: Array,
+    sigma_b: Array,
+    axes: tuple[int, ...],
+    r: Array | None = None,
+    sum_g: Array | None = None,
+    sum_g_x_norm: Array | None = None,
+) -> Array:
     """dℓ/dx from g = dℓ/dx̂, through x̂_i = (x_i − μ_B)/σ_B · r + d with r, d constant (section 3).
 
     The core shared by both backward passes: batchnorm is r = 1 (None), Batch
@@ -368,16 +392,35 @@ def normalized_grad(g: Array, x_norm: Array, sigma_b: Array, axes: tuple[int, ..
 
     All arrays are in the grouped layout; `sigma_b` and `r` have the
     statistics' shape (G, 1, C, 1, ...); `axes` are the axes of one group.
+    `sum_g` and `sum_g_x_norm` are Σ_i g_i and Σ_i g_i · x_norm_i per group
+    (keepdims), for a caller that has them already; computed here when None.
+
+    The result is linear in g, and r only scales it, so a constant per-channel
+    factor of g can be passed in r instead: ``normalized_grad(γ · dy, ..., r)``
+    equals ``normalized_grad(dy, ..., γ · r)`` (the backward passes use this).
     """
     xp = backend.namespace(g)
     m = math.prod(g.shape[a] for a in axes)  # m, the number of values normalized together
+    if sum_g is None:
+        sum_g = xp.sum(g, axis=axes, keepdims=True)
+    if sum_g_x_norm is None:
+        sum_g_x_norm = xp.sum(g * x_norm, axis=axes, keepdims=True)
     r_over_sigma = 1.0 / sigma_b if r is None else r / sigma_b  # r / σ_B
-    # ∂ℓ/∂σ_B = Σ_i ∂ℓ/∂x̂_i · (x_i − μ_B) · (−r/σ_B²), with (x_i − μ_B)/σ_B = x_norm_i
-    dl_dsigma_b = -r_over_sigma * xp.sum(g * x_norm, axis=axes, keepdims=True)
-    # ∂ℓ/∂μ_B = Σ_i ∂ℓ/∂x̂_i · (−r/σ_B)
-    dl_dmu_b = -r_over_sigma * xp.sum(g, axis=axes, keepdims=True)
-    # ∂ℓ/∂x_i = ∂ℓ/∂x̂_i · r/σ_B + ∂ℓ/∂σ_B · (x_i − μ_B)/(m σ_B) + ∂ℓ/∂μ_B · 1/m
-    return g * r_over_sigma + x_norm * (dl_dsigma_b / m) + dl_dmu_b / m
+    # The paper's three equations, with (x_i − μ_B)/σ_B = x_norm_i:
+    #   ∂ℓ/∂σ_B = Σ_i ∂ℓ/∂x̂_i · (x_i − μ_B) · (−r/σ_B²) = −(r/σ_B) · Σ_i ∂ℓ/∂x̂_i · x_norm_i
+    #   ∂ℓ/∂μ_B = Σ_i ∂ℓ/∂x̂_i · (−r/σ_B)               = −(r/σ_B) · Σ_i ∂ℓ/∂x̂_i
+    #   ∂ℓ/∂x_i = ∂ℓ/∂x̂_i · r/σ_B + ∂ℓ/∂σ_B · (x_i − μ_B)/(m σ_B) + ∂ℓ/∂μ_B · 1/m
+    # Putting the first two into the third leaves r/σ_B in front of every term:
+    #   ∂ℓ/∂x_i = r/σ_B · (∂ℓ/∂x̂_i − x_norm_i · (1/m) Σ_j ∂ℓ/∂x̂_j · x_norm_j − (1/m) Σ_j ∂ℓ/∂x̂_j)
+    # Speed: that form is evaluated as one new array updated in place, four passes over memory and
+    # no other full-size temporary. The per-channel factors are cast to the result's dtype first,
+    # so that the in-place updates never narrow.
+    dtype = xp.result_type(g, x_norm, r_over_sigma)
+    dx = x_norm * xp.astype(-sum_g_x_norm / m, dtype)  # − x_norm_i · (1/m) Σ_j ∂ℓ/∂x̂_j · x_norm_j
+    dx -= xp.astype(sum_g / m, dtype)  # − (1/m) Σ_j ∂ℓ/∂x̂_j
+    dx += g  # + ∂ℓ/∂x̂_i
+    dx *= xp.astype(r_over_sigma, dtype)  # all times r/σ_B
+    return dx
 
 
 def _training_backward(dy: Array, cache: NormCache, need_dx: bool) -> tuple[Array | None, Array, Array]:
@@ -395,8 +438,13 @@ def _training_backward(dy: Array, cache: NormCache, need_dx: bool) -> tuple[Arra
     dgamma = xp.reshape(dgamma, (c,))
     if not need_dx:
         return None, dgamma, dbeta
-    g = dyg if cache.gamma is None else dyg * _channel_view(cache.gamma, dyg.ndim, 2)  # ∂ℓ/∂x̂_i = ∂ℓ/∂y_i · γ
-    dx = normalized_grad(g, cache.x_norm, cache.sigma_b, cache.axes, cache.r)
+    # ∂ℓ/∂x̂_i = ∂ℓ/∂y_i · γ. γ is constant per channel, so it joins r (see normalized_grad) and
+    # the sums above serve again: no full-size ∂ℓ/∂x̂ is made.
+    r = cache.r
+    if cache.gamma is not None:
+        gamma = _channel_view(cache.gamma, dyg.ndim, 2)
+        r = gamma if r is None else gamma * r
+    dx = normalized_grad(dyg, cache.x_norm, cache.sigma_b, cache.axes, r, sum_g=sum_dy, sum_g_x_norm=sum_dy_xn)
     return xp.reshape(dx, cache.input_shape), dgamma, dbeta
 
 
@@ -435,7 +483,9 @@ def norm_inference_forward(
     mu = _channel_view(xp.astype(running_mean, x.dtype), x.ndim, 1)  # μ
     sigma = _channel_view(xp.astype(running_std, x.dtype), x.ndim, 1)  # σ
     x_hat = (x - mu) / sigma  # (x − μ)/σ
-    y = _affine(x_hat, gamma, beta, channel_axis=1)  # y ← γ · (x − μ)/σ + β
+    gamma_view = None if gamma is None else _channel_view(gamma, x.ndim, 1)
+    beta_view = None if beta is None else _channel_view(beta, x.ndim, 1)
+    y = _scale_shift(x_hat, gamma_view, beta_view)  # y ← γ · (x − μ)/σ + β
     scale = 1.0 / sigma if gamma is None else _channel_view(gamma, x.ndim, 1) / sigma  # γ/σ
     return y, InferenceCache(x_hat=x_hat, scale=scale, input_shape=tuple(x.shape))
 

@@ -1,0 +1,123 @@
+"""Figures of ``minigrad reproduce``: test accuracy against step per regime, and Batch Renorm's clipping telemetry.
+
+matplotlib is an optional dependency (``pip install 'minigrad[train]'``); it
+is imported on first use, with the non-interactive Agg backend so that the
+figures render on machines without a display. Each function returns the
+matplotlib Figure, so that callers (and tests) can inspect what was drawn;
+:func:`save` writes it as PNG and closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from minigrad.checkpoint import atomic_write
+
+Curve = tuple[Sequence[int], Sequence[float]]  # (steps, values) of one run
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or an ImportError saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(
+            "the figures of minigrad reproduce need matplotlib, which is not installed: pip install 'minigrad[train]'"
+        ) from exc
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mean_band(curves: Sequence[Curve]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps common to every seed's curve, with the mean, min and max over seeds at each."""
+    common = set(curves[0][0])
+    for steps, _ in curves[1:]:
+        common &= set(steps)
+    steps = sorted(common)
+    columns = []
+    for run_steps, values in curves:
+        lookup = dict(zip(run_steps, values))
+        columns.append([lookup[s] for s in steps])
+    rows = list(zip(*columns)) if columns else []
+    mean = [sum(row) / len(row) for row in rows]
+    return steps, mean, [min(row) for row in rows], [max(row) for row in rows]
+
+
+def accuracy_figure(
+    curves: Mapping[str, Sequence[Curve]], title: str, labels: Mapping[str, str] | None = None, percent: bool = True
+) -> Any:
+    """Test accuracy against step: one line per arm (mean over seeds) and a shaded band from min to max over seeds.
+
+    `curves` maps an arm's name to one (steps, accuracies) curve per seed.
+    The bands are patches, not lines, so ``figure.axes[0].get_lines()`` has
+    exactly one line per arm.
+    """
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    scale = 100.0 if percent else 1.0
+    for name, runs in curves.items():
+        runs = [run for run in runs if len(run[0])]
+        if not runs:
+            continue
+        steps, mean, low, high = _mean_band(runs)
+        label = (labels or {}).get(name, name)
+        if len(runs) > 1:
+            label += f", {len(runs)} seeds"
+        (line,) = ax.plot(steps, [scale * v for v in mean], marker="o", markersize=2.5, linewidth=1.5, label=label)
+        if len(runs) > 1:
+            ax.fill_between(steps, [scale * v for v in low], [scale * v for v in high], color=line.get_color(), alpha=0.2)
+    ax.set_title(title)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("test accuracy, inference mode" + (" (%)" if percent else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def telemetry_figure(telemetry: Mapping[str, Sequence[Mapping[str, Mapping[str, Sequence[float]]]]]) -> Any:
+    """Fraction of r and of d clipped over training, per Batch Renorm layer: a row per arm, columns r and d.
+
+    `telemetry` maps an arm to one record per seed: layer name -> {"step", "r_clipped", "d_clipped"}.
+    Each line is a layer (mean over seeds). The values are those of the training
+    batch just before each evaluation, so they are samples, not averages over steps.
+    """
+    plt = _pyplot()
+    arms = list(telemetry)
+    figure, axes = plt.subplots(len(arms), 2, figsize=(9, 2.3 * len(arms) + 0.6), dpi=90, squeeze=False, sharex=True)
+    for row, arm in enumerate(arms):
+        seeds = [s for s in telemetry[arm] if s]
+        layers = list(seeds[0]) if seeds else []
+        for col, key in enumerate(("r_clipped", "d_clipped")):
+            ax = axes[row][col]
+            for layer in layers:
+                runs = [(s[layer]["step"], s[layer][key]) for s in seeds if layer in s]
+                steps, mean, _, _ = _mean_band(runs)
+                ax.plot(steps, mean, linewidth=1.2, label=layer)
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_title(f"{arm}: fraction of {key[0]} clipped", fontsize=9)
+            ax.grid(True, alpha=0.3)
+            if row == len(arms) - 1:
+                ax.set_xlabel("training step")
+        if layers:
+            axes[row][0].legend(fontsize=6, loc="upper right")
+    figure.tight_layout()
+    return figure
+
+
+def count_lines(figure: Any) -> list[int]:
+    """The number of plotted lines on each axes of `figure` (what the tests check against the arms)."""
+    return [len(ax.get_lines()) for ax in figure.axes]
+
+
+def save(figure: Any, path: str | Path) -> Path:
+    """Write `figure` as a PNG atomically and close it."""
+    plt = _pyplot()
+    try:
+        return atomic_write(path, lambda file: figure.savefig(file, format="png"))
+    finally:
+        plt.close(figure)

@@ -1,0 +1,601 @@
+"""``minigrad reproduce``: the paper's BatchNorm vs Batch Renorm comparison (section 4), rerun at small scale.
+
+The study is a table of *arms*. Every arm trains the same model with the same
+optimizer, data and seeds through :func:`minigrad.train.train`; only the
+normalization (BatchNorm or Batch Renorm) and the way batches are formed
+change from one arm to the next:
+
+* ``iid`` (the paper's Figure 1): i.i.d. minibatches of 32;
+* ``micro`` (Figure 2): each minibatch normalized in microbatches of 4;
+* ``noniid`` (Figure 3): each minibatch made of `L` labels x `B/L` images
+  (the paper's 16 x 2), BatchNorm also with the half-split batches, and the
+  extreme regime of one label per batch, where the effect shows on digits.
+
+Batch Renorm follows the paper's r_max / d_max schedule scaled to the run's
+length (:meth:`minigrad.nn.RenormSchedule.scaled`). Each (arm, seed) run has
+its own folder ``OUT/runs/<arm>-seed<k>/``; a rerun with the same ``OUT``
+reuses the finished runs and resumes an unfinished one from its checkpoint,
+so an interrupted study costs only the unfinished steps. The study writes
+``results.json`` (every run's numbers), ``results.md`` (mean ± std per arm
+beside the paper's number) and PNG figures (see :mod:`minigrad.plots`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minigrad.checkpoint import atomic_write_text
+from minigrad.train import CHECKPOINT, CONFIG, METRICS, ConfigError, TrainConfig, train
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+FIGURES_JSON = "figures.json"
+RUN_INFO = "reproduce.json"  # per run folder: wall time summed over the sessions that trained it
+
+# The only TrainConfig fields in which two arms may differ (besides `out` and the `extra` notes).
+ARM_FIELDS = ("norm", "sampler", "examples_per_label", "virtual_batch_size", "eval_batch_stats")
+
+# Regimes in figure order, with the paper's figure each one is the analogue of.
+REGIMES = {
+    "iid": "Figure 1: i.i.d. minibatches",
+    "micro": "Figure 2: microbatches of 4",
+    "noniid": "Figure 3: non-i.i.d. minibatches",
+}
+
+
+class ReproduceError(ConfigError):
+    """An option of ``minigrad reproduce`` that cannot work, or an output folder made by another study."""
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    """What the paper reports for an arm (Inception-v3 on ImageNet, top-1 validation accuracy)."""
+
+    accuracy: float | None  # test accuracy in inference mode, as a fraction
+    note: str  # e.g. "78.3% at 130k steps"
+    batch_stats: float | None = None  # accuracy with batch statistics of non-i.i.d. test batches
+    train_accuracy: float | None = None  # training accuracy (BatchNorm, non-i.i.d.)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of the study: a name, the regime (figure) it belongs to, and how its run differs from the base."""
+
+    name: str
+    regime: str
+    description: str
+    overrides: dict[str, Any]
+    paper: PaperNumber
+
+
+def make_arms(batch_size: int = 32, labels_per_batch: int = 16) -> list[Arm]:
+    """The study's arms for minibatches of `batch_size` with `labels_per_batch` labels in the non-i.i.d. arms.
+
+    The paper's setting is 32 images of 16 labels (2 per label); the extreme
+    arms draw each batch from a single label (examples_per_label = batch size).
+    """
+    if isinstance(labels_per_batch, bool) or not isinstance(labels_per_batch, int) or labels_per_batch < 1:
+        raise ReproduceError(f"labels_per_batch: expected a positive integer, got {labels_per_batch!r}")
+    if batch_size % labels_per_batch:
+        raise ReproduceError(
+            f"labels_per_batch: {labels_per_batch} labels must divide the batch size {batch_size} "
+            f"(each label gets batch_size / labels_per_batch images)"
+        )
+    if batch_size % 4:
+        raise ReproduceError(
+            f"batch_size: the microbatch arms normalize groups of 4, so it must be a multiple of 4, got {batch_size}"
+        )
+    k = batch_size // labels_per_batch
+    iid = {"sampler": "iid"}
+    micro = {"sampler": "iid", "virtual_batch_size": 4}
+    noniid = {"sampler": "noniid", "examples_per_label": k}
+    extreme = {"sampler": "noniid", "examples_per_label": batch_size}
+    nb = PaperNumber(None, "not in the paper")
+    return [
+        Arm("bn-iid", "iid", f"BatchNorm, i.i.d. batches of {batch_size}", {"norm": "bn", **iid},
+            PaperNumber(0.783, "78.3% at 130k")),
+        Arm("brn-iid", "iid", f"Batch Renorm, i.i.d. batches of {batch_size}", {"norm": "brn", **iid},
+            PaperNumber(0.785, "78.5% at 130k")),
+        Arm("bn-micro", "micro", "BatchNorm, normalized in microbatches of 4", {"norm": "bn", **micro},
+            PaperNumber(0.742, "74.2% at 210k")),
+        Arm("brn-micro", "micro", "Batch Renorm, normalized in microbatches of 4", {"norm": "brn", **micro},
+            PaperNumber(0.765, "76.5% at 130k")),
+        Arm("bn-noniid", "noniid", f"BatchNorm, {labels_per_batch} labels x {k} images per batch",
+            {"norm": "bn", **noniid, "eval_batch_stats": True},
+            PaperNumber(0.67, "67% (76.5% with batch stats; train 72.8%)", batch_stats=0.765, train_accuracy=0.728)),
+        Arm("brn-noniid", "noniid", f"Batch Renorm, {labels_per_batch} labels x {k} images per batch",
+            {"norm": "brn", **noniid}, PaperNumber(0.785, "78.5% at 120k")),
+        Arm("bn-halfsplit", "noniid", f"BatchNorm, {batch_size // 2} labels x 2 images, pairs split across halves",
+            {"norm": "bn", "sampler": "halfsplit", "eval_batch_stats": True}, PaperNumber(0.774, "77.4% at 140k")),
+        Arm("bn-noniid1", "noniid", f"BatchNorm, one label per batch ({batch_size} images of it)",
+            {"norm": "bn", **extreme, "eval_batch_stats": True}, nb),
+        Arm("brn-noniid1", "noniid", f"Batch Renorm, one label per batch ({batch_size} images of it)",
+            {"norm": "brn", **extreme}, nb),
+    ]  # fmt: skip
+
+
+ARM_NAMES = tuple(arm.name for arm in make_arms())
+
+
+@dataclass
+class ReproduceConfig:
+    """Every choice of a study: the base training run shared by all arms, the arms, seeds and output folder."""
+
+    dataset: str = "digits"
+    data: str | None = None
+    data_cache: str | None = None  # default for image folders: OUT/data-cache.npz
+    train_subset: int | None = None
+    model: str | None = None  # default: digits_gap_cnn for digits, cifar_cnn for CIFAR-10
+    steps: int | None = None  # default per dataset, see `base_config`
+    eval_every: int | None = None
+    batch_size: int = 32
+    labels_per_batch: int = 16
+    lr: float = 0.05
+    norm_momentum: float = 0.01
+    ema: float | None = None
+    augment: bool | None = None
+    train_eval_examples: int | None = None
+    backend: str = "numpy"
+    seeds: int = 1
+    seed: int = 0
+    arms: Sequence[str] | None = None  # default: all of ARM_NAMES
+    out: str = "reproduce"
+    quick: bool = False
+    progress: bool = True
+
+    def selected_arms(self) -> list[Arm]:
+        """The arms to run, in the table's order; unknown names raise an error listing the known ones."""
+        arms = make_arms(self.batch_size, self.labels_per_batch)
+        if self.arms is None:
+            return arms
+        names = [name.strip() for name in self.arms if name.strip()]
+        known = {arm.name for arm in arms}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ReproduceError(f"arms: unknown arm(s) {', '.join(unknown)}; known arms: {', '.join(ARM_NAMES)}")
+        if not names:
+            raise ReproduceError(f"arms: no arm given; known arms: {', '.join(ARM_NAMES)}")
+        return [arm for arm in arms if arm.name in names]
+
+    def base_config(self) -> TrainConfig:
+        """The training configuration every arm starts from (the arm's overrides then change only ARM_FIELDS)."""
+        if self.dataset not in ("digits", "cifar10"):
+            raise ReproduceError(f"dataset: expected digits or cifar10, got {self.dataset!r}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ReproduceError(f"seeds: expected a positive integer, got {self.seeds!r}")
+        digits = self.dataset == "digits"
+        if self.quick:
+            steps, eval_every, probe = 60, 20, 300
+        elif digits:
+            steps, eval_every, probe = 2000, 100, 2000
+        else:
+            steps, eval_every, probe = 2000, 250, 1000
+        steps = self.steps if self.steps is not None else steps
+        eval_every = self.eval_every if self.eval_every is not None else min(eval_every, steps)
+        data_cache = self.data_cache
+        if data_cache is None and not digits and self.data is not None:
+            data_cache = str(Path(self.out) / "data-cache.npz")  # only used when `data` is an image folder
+        config = TrainConfig(
+            dataset=self.dataset,
+            data=self.data,
+            data_cache=data_cache,
+            train_subset=self.train_subset,
+            model=self.model or ("digits_gap_cnn" if digits else "cifar_cnn"),
+            batch_size=self.batch_size,
+            norm_momentum=self.norm_momentum,
+            lr=self.lr,
+            ema=self.ema,
+            augment=self.augment,
+            steps=steps,
+            eval_every=eval_every,
+            train_eval_examples=self.train_eval_examples or probe,
+            backend=self.backend,
+            seed=self.seed,
+            progress=self.progress,
+        )
+        return config
+
+    def run_configs(self) -> list[tuple[Arm, int, TrainConfig]]:
+        """(arm, seed, training configuration) of every run of the study, arms outer, seeds inner."""
+        base = self.base_config()
+        runs = []
+        for arm in self.selected_arms():
+            for k in range(self.seeds):
+                seed = self.seed + k
+                config = dataclasses.replace(
+                    base,
+                    **arm.overrides,
+                    seed=seed,
+                    out=str(Path(self.out) / "runs" / f"{arm.name}-seed{seed}"),
+                    extra={"arm": arm.name, "regime": arm.regime},
+                )
+                runs.append((arm, seed, config.resolved()))
+        return runs
+
+
+# ----------------------------------------------------------------------------
+# Reading a run folder
+# ----------------------------------------------------------------------------
+
+
+def read_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """The metric records of `kind` ("train" or "eval") in a run folder (none if it has no metrics yet)."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a hard kill; train drops it on resume
+        if record.get("kind") == kind:
+            records.append(record)
+    return records
+
+
+def is_finished(run_dir: Path, steps: int) -> bool:
+    """A run is finished when its folder has a checkpoint and a final evaluation at its last step."""
+    if not (run_dir / CHECKPOINT).is_file():
+        return False
+    evaluations = read_records(run_dir, "eval")
+    return bool(evaluations) and evaluations[-1]["step"] == steps
+
+
+# Fields that may differ between a finished run's config.json and the study's config for it.
+_MAY_DIFFER = ("out", "progress", "resume", "data", "data_cache", "backend")
+
+
+def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to reuse a run folder made with other settings (another --steps, --lr, ...)."""
+    saved_path = run_dir / CONFIG
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    wanted = json.loads(config.to_json())
+    # a field the saved run does not record (added to TrainConfig since) had its default value then
+    defaults = json.loads(TrainConfig().to_json())
+    different = [
+        f"{key} (saved {saved.get(key, defaults.get(key))!r}, now {wanted[key]!r})"
+        for key in wanted
+        if key not in _MAY_DIFFER and saved.get(key, defaults.get(key)) != wanted[key]
+    ]
+    if different:
+        raise ReproduceError(
+            f"out: {run_dir} holds a run made with other settings: {'; '.join(different)}. "
+            "Use another --out for a study with different options"
+        )
+
+
+def run_summary(run_dir: Path, arm: Arm, seed: int) -> dict[str, Any]:
+    """The numbers of one finished run, read back from its metrics (so that resumed runs report the same)."""
+    evaluations = read_records(run_dir, "eval")
+    last = evaluations[-1]
+    info_path = run_dir / RUN_INFO
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    return {
+        "arm": arm.name,
+        "seed": seed,
+        "steps": last["step"],
+        "test_accuracy": last["test_accuracy"],
+        "best_test_accuracy": max(e["test_accuracy"] for e in evaluations),
+        "train_accuracy_inference": last["train_accuracy_inference"],
+        "test_accuracy_batch_stats": last.get("test_accuracy_batch_stats"),
+        "wall_time": info.get("wall_time"),
+        "run_dir": str(run_dir),
+    }
+
+
+def _add_wall_time(run_dir: Path, seconds: float) -> None:
+    path = run_dir / RUN_INFO
+    info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"wall_time": 0.0, "sessions": 0}
+    info["wall_time"] = info["wall_time"] + seconds
+    info["sessions"] = info["sessions"] + 1
+    atomic_write_text(path, json.dumps(info))
+
+
+# ----------------------------------------------------------------------------
+# The study
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class ReproduceResult:
+    """What a study reports: every finished run, and whether it was stopped before the end."""
+
+    out: Path
+    runs: list[dict[str, Any]]
+    interrupted: bool
+    figures: dict[str, Any]
+
+
+def _outer_bar(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc="reproduce", unit="step", position=0)
+
+
+def reproduce(
+    config: ReproduceConfig,
+    log: Callable[[str], None] | None = print,
+    stop_after: int | None = None,
+    figures: bool = True,
+) -> ReproduceResult:
+    """Run (or finish) every arm x seed of the study and write results.json, results.md and the figures.
+
+    `stop_after` ends the session after that many runs have been trained in it
+    (as an interruption would), for tests of resuming. `figures=False` skips
+    the PNGs (matplotlib not needed).
+    """
+    runs = config.run_configs()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    finished = {}
+    for arm, seed, run_config in runs:
+        run_dir = Path(run_config.out)
+        _check_same_run(run_dir, run_config)
+        if is_finished(run_dir, run_config.steps):
+            finished[(arm.name, seed)] = True
+    steps_total = sum(c.steps for _, _, c in runs)
+    steps_done = sum(c.steps for a, s, c in runs if (a.name, s) in finished)
+    bar = _outer_bar(steps_total, steps_done, config.progress)
+    say = log
+    if bar is not None and log is not None:
+        say = bar.write
+    results: list[dict[str, Any]] = []
+    interrupted = False
+    trained = 0
+    try:
+        for arm, seed, run_config in runs:
+            run_dir = Path(run_config.out)
+            if (arm.name, seed) in finished:
+                if say is not None:
+                    say(f"{arm.name} seed {seed}: finished earlier, reusing {run_dir}")
+                results.append(run_summary(run_dir, arm, seed))
+                continue
+            if stop_after is not None and trained >= stop_after:
+                interrupted = True
+                break
+            if bar is not None:
+                bar.set_description(f"reproduce {arm.name} seed {seed}")
+            resume = (run_dir / CHECKPOINT).is_file()
+            before = _checkpoint_step(run_dir) if resume else 0
+            result = train(dataclasses.replace(run_config, resume=resume), log=None)
+            _add_wall_time(run_dir, result.wall_time)
+            trained += 1
+            if bar is not None:
+                bar.update(result.step - before)
+            if result.interrupted:
+                interrupted = True
+                break
+            summary = run_summary(run_dir, arm, seed)
+            results.append(summary)
+            if say is not None:
+                batch = summary["test_accuracy_batch_stats"]
+                extra = f", batch stats {batch:.4f}" if batch is not None else ""
+                say(
+                    f"{arm.name} seed {seed}: test {summary['test_accuracy']:.4f} "
+                    f"(best {summary['best_test_accuracy']:.4f}), "
+                    f"train (inference) {summary['train_accuracy_inference']:.4f}{extra}, {summary['wall_time']:.0f} s"
+                )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    arms = config.selected_arms()
+    document = results_document(config, arms, results, interrupted)
+    atomic_write_text(out / RESULTS_JSON, json.dumps(document, indent=2) + "\n")
+    atomic_write_text(out / RESULTS_MD, results_markdown(document))
+    figure_info: dict[str, Any] = {}
+    if figures and results:
+        figure_info = write_figures(out, arms, results)
+        atomic_write_text(out / FIGURES_JSON, json.dumps(figure_info, indent=2) + "\n")
+    if log is not None:
+        state = "interrupted; rerun the same command to finish" if interrupted else "done"
+        log(f"reproduce {state}: {out / RESULTS_MD}, {out / RESULTS_JSON}")
+    return ReproduceResult(out=out, runs=results, interrupted=interrupted, figures=figure_info)
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    evaluations = read_records(run_dir, "train")
+    return evaluations[-1]["step"] if evaluations else 0
+
+
+# ----------------------------------------------------------------------------
+# Aggregation and the written results
+# ----------------------------------------------------------------------------
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float, int] | None:
+    """(mean, sample standard deviation, count) of the values that are not None; None when there are none."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    std = statistics.stdev(present) if len(present) > 1 else 0.0
+    return statistics.fmean(present), std, len(present)
+
+
+_METRICS = ("test_accuracy", "best_test_accuracy", "train_accuracy_inference", "test_accuracy_batch_stats", "wall_time")
+
+
+def _hardware() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpu_count": os.cpu_count()}  # fmt: skip
+
+
+def results_document(
+    config: ReproduceConfig, arms: Sequence[Arm], runs: Sequence[dict[str, Any]], interrupted: bool
+) -> dict[str, Any]:
+    """The content of results.json: the study's options, every run, and mean/std per arm beside the paper."""
+    base = config.base_config()
+    per_arm = {}
+    for arm in arms:
+        arm_runs = [r for r in runs if r["arm"] == arm.name]
+        summary = {}
+        for metric in _METRICS:
+            stats = mean_std([r[metric] for r in arm_runs])
+            summary[metric] = None if stats is None else {"mean": stats[0], "std": stats[1], "n": stats[2]}
+        per_arm[arm.name] = {
+            "regime": arm.regime,
+            "description": arm.description,
+            "overrides": arm.overrides,
+            "paper": dataclasses.asdict(arm.paper),
+            "runs": arm_runs,
+            "summary": summary,
+        }
+    options = dataclasses.asdict(config)
+    options["arms"] = [arm.name for arm in arms]
+    return {
+        "study": "Batch Renormalization (Ioffe 2017), section 4, at small scale",
+        "options": options,
+        "base_config": json.loads(base.resolved().to_json()),
+        "seeds": [config.seed + k for k in range(config.seeds)],
+        "complete": not interrupted and all(len(per_arm[a.name]["runs"]) == config.seeds for a in arms),
+        "hardware": _hardware(),
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "arms": per_arm,
+    }
+
+
+def _pct(stats: dict[str, Any] | None) -> str:
+    if stats is None:
+        return "—"
+    if stats["n"] > 1:
+        return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
+    return f"{100 * stats['mean']:.1f}"
+
+
+def _gap(document: dict[str, Any], bn: str, brn: str, metric: str = "test_accuracy") -> str:
+    """BRN − BN in points, mean ± std over the seeds both arms have (paired by seed)."""
+    arms = document["arms"]
+    if bn not in arms or brn not in arms:
+        return "—"
+    a = {r["seed"]: r[metric] for r in arms[bn]["runs"]}
+    b = {r["seed"]: r[metric] for r in arms[brn]["runs"]}
+    diffs = [100 * (b[s] - a[s]) for s in sorted(set(a) & set(b))]
+    if not diffs:
+        return "—"
+    if len(diffs) == 1:
+        return f"{diffs[0]:+.1f}"
+    return f"{statistics.fmean(diffs):+.1f} ± {statistics.stdev(diffs):.1f}"
+
+
+_GAPS = (  # (what, BN arm, BRN arm, the paper's BRN − BN in points)
+    ("i.i.d.", "bn-iid", "brn-iid", "+0.2"),
+    ("microbatches of 4", "bn-micro", "brn-micro", "+2.3 (BN at 210k, BRN at 130k)"),
+    ("non-i.i.d. (paper's grouping)", "bn-noniid", "brn-noniid", "+11.5"),
+    ("one label per batch", "bn-noniid1", "brn-noniid1", "not in the paper"),
+)
+
+
+def results_markdown(document: dict[str, Any]) -> str:
+    """results.md: a table of mean ± std per arm beside the paper's number, and the BRN − BN gaps."""
+    options = document["options"]
+    base = document["base_config"]
+    lines = [
+        "# Batch Renorm vs BatchNorm: reproduction",
+        "",
+        f"Data {base['dataset']}"
+        + (f" (train subset {base['train_subset']})" if base["train_subset"] else "")
+        + f", model {base['model']}, {base['steps']} steps of batch {base['batch_size']}, "
+        f"{base['optimizer']} lr {base['lr']} ({base['lr_schedule']}), norm momentum {base['norm_momentum']}, "
+        f"seeds {document['seeds']}, backend {base['backend']}. "
+        f"{'Complete.' if document['complete'] else 'INCOMPLETE: some runs have not finished.'}",
+        "",
+        "Accuracies in %, mean ± std over seeds; *test* and *train* in inference mode (running statistics), "
+        "*batch stats*: test batches drawn like the training batches and normalized with their own statistics. "
+        "The paper's numbers are Inception-v3 on ImageNet (top-1 validation).",
+        "",
+        "| arm | regime | test (final) | test (best) | train (inference) | batch stats | steps | wall time (s) | paper |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, arm in document["arms"].items():
+        s = arm["summary"]
+        steps = sorted({r["steps"] for r in arm["runs"]})
+        wall = "—" if s["wall_time"] is None else format(s["wall_time"]["mean"], ".0f")
+        lines.append(
+            f"| {name} | {arm['regime']} | {_pct(s['test_accuracy'])} | {_pct(s['best_test_accuracy'])} | "
+            f"{_pct(s['train_accuracy_inference'])} | {_pct(s['test_accuracy_batch_stats'])} | "
+            f"{', '.join(map(str, steps)) or '—'} | {wall} | {arm['paper']['note']} |"
+        )
+    lines += ["", "Batch Renorm minus BatchNorm, test accuracy in points (paired by seed):", "",
+              "| regime | ours | paper |", "|---|---|---|"]  # fmt: skip
+    for what, bn, brn, paper in _GAPS:
+        lines.append(f"| {what} | {_gap(document, bn, brn)} | {paper} |")
+    lines += ["", f"Labels per non-i.i.d. batch: {options['labels_per_batch']}.", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------
+
+
+def eval_curves(run_dir: Path, key: str = "test_accuracy") -> tuple[list[int], list[float]]:
+    """(steps, values of `key`) over the evaluations of a run."""
+    evaluations = [e for e in read_records(run_dir, "eval") if key in e]
+    return [e["step"] for e in evaluations], [e[key] for e in evaluations]
+
+
+def telemetry_curves(run_dir: Path) -> dict[str, dict[str, list[float]]]:
+    """Per Batch Renorm layer: steps and fractions of r and d clipped, at each evaluation (one training batch each)."""
+    layers: dict[str, dict[str, list[float]]] = {}
+    for record in read_records(run_dir, "eval"):
+        for layer, values in (record.get("renorm") or {}).items():
+            if "r_clipped" not in values:
+                continue
+            series = layers.setdefault(layer, {"step": [], "r_clipped": [], "d_clipped": []})
+            series["step"].append(record["step"])
+            series["r_clipped"].append(values["r_clipped"])
+            series["d_clipped"].append(values["d_clipped"])
+    return layers
+
+
+def write_figures(out: Path, arms: Sequence[Arm], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One PNG per regime (test accuracy vs step, a line per arm, a band over seeds) and the clipping telemetry."""
+    from minigrad import plots
+
+    by_arm: dict[str, list[Path]] = {}
+    for run in runs:
+        by_arm.setdefault(run["arm"], []).append(Path(run["run_dir"]))
+    info: dict[str, Any] = {}
+    for index, (regime, title) in enumerate(REGIMES.items(), start=1):
+        members = [arm for arm in arms if arm.regime == regime and arm.name in by_arm]
+        if not members:
+            continue
+        curves = {arm.name: [eval_curves(d) for d in by_arm[arm.name]] for arm in members}
+        labels = {arm.name: f"{arm.name} (paper: {arm.paper.note})" for arm in members}
+        path = out / f"figure{index}_{regime}.png"
+        figure = plots.accuracy_figure(curves, title=title, labels=labels)
+        info[path.name] = {"regime": regime, "arms": [a.name for a in members], "lines": plots.count_lines(figure)}
+        plots.save(figure, path)
+    renorm = [arm for arm in arms if arm.overrides.get("norm") == "brn" and arm.name in by_arm]
+    if renorm:
+        telemetry = {arm.name: [telemetry_curves(d) for d in by_arm[arm.name]] for arm in renorm}
+        path = out / "telemetry.png"
+        figure = plots.telemetry_figure(telemetry)
+        info[path.name] = {"regime": "telemetry", "arms": [a.name for a in renorm], "lines": plots.count_lines(figure)}
+        plots.save(figure, path)
+    return info
