@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minigrad import distributed
 from minigrad.checkpoint import atomic_write_text
 from minigrad.train import CHECKPOINT, CONFIG, METRICS, ConfigError, TrainConfig, train
 
@@ -342,16 +343,24 @@ def reproduce(
     """
     runs = config.run_configs()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    finished = {}
-    for arm, seed, run_config in runs:
-        run_dir = Path(run_config.out)
-        _check_same_run(run_dir, run_config)
-        if is_finished(run_dir, run_config.steps):
-            finished[(arm.name, seed)] = True
+    # Under mpiexec every rank trains every run together (see minigrad.distributed); rank 0 alone reads and
+    # writes the study's files, decides which runs are already finished and tells the other ranks.
+    comm = distributed.world()
+    root = comm.is_root
+    finished: dict[tuple[str, int], bool] = {}
+    if root:
+        out.mkdir(parents=True, exist_ok=True)
+        for arm, seed, run_config in runs:
+            run_dir = Path(run_config.out)
+            _check_same_run(run_dir, run_config)
+            if is_finished(run_dir, run_config.steps):
+                finished[(arm.name, seed)] = True
+    finished = comm.bcast(finished)
+    if not root:
+        log = None
     steps_total = sum(c.steps for _, _, c in runs)
     steps_done = sum(c.steps for a, s, c in runs if (a.name, s) in finished)
-    bar = _outer_bar(steps_total, steps_done, config.progress)
+    bar = _outer_bar(steps_total, steps_done, config.progress and root)
     say = log
     if bar is not None and log is not None:
         say = bar.write
@@ -362,25 +371,30 @@ def reproduce(
         for arm, seed, run_config in runs:
             run_dir = Path(run_config.out)
             if (arm.name, seed) in finished:
-                if say is not None:
-                    say(f"{arm.name} seed {seed}: finished earlier, reusing {run_dir}")
-                results.append(run_summary(run_dir, arm, seed))
+                if root:
+                    if say is not None:
+                        say(f"{arm.name} seed {seed}: finished earlier, reusing {run_dir}")
+                    results.append(run_summary(run_dir, arm, seed))
                 continue
             if stop_after is not None and trained >= stop_after:
                 interrupted = True
                 break
             if bar is not None:
                 bar.set_description(f"reproduce {arm.name} seed {seed}")
-            resume = (run_dir / CHECKPOINT).is_file()
-            before = _checkpoint_step(run_dir) if resume else 0
+            resume = comm.bcast((run_dir / CHECKPOINT).is_file() if root else None)
+            before = _checkpoint_step(run_dir) if resume and root else 0
             result = train(dataclasses.replace(run_config, resume=resume), log=None)
-            _add_wall_time(run_dir, result.wall_time)
             trained += 1
-            if bar is not None:
-                bar.update(result.step - before)
             if result.interrupted:
                 interrupted = True
+                if root:
+                    _add_wall_time(run_dir, result.wall_time)
                 break
+            if not root:
+                continue
+            _add_wall_time(run_dir, result.wall_time)
+            if bar is not None:
+                bar.update(result.step - before)
             summary = run_summary(run_dir, arm, seed)
             results.append(summary)
             if say is not None:
@@ -396,6 +410,8 @@ def reproduce(
     finally:
         if bar is not None:
             bar.close()
+    if not root:
+        return ReproduceResult(out=out, runs=[], interrupted=interrupted, figures={})
     arms = config.selected_arms()
     document = results_document(config, arms, results, interrupted)
     atomic_write_text(out / RESULTS_JSON, json.dumps(document, indent=2) + "\n")

@@ -494,3 +494,22 @@ def test_two_rank_training_on_digits_matches_the_single_process_run(tmp_path, ra
     ranks_losses, one_losses = _train_losses(ranks_out), _train_losses(one_out)
     assert len(ranks_losses) == len(one_losses) == 120
     np.testing.assert_allclose(ranks_losses[:20], one_losses[:20], rtol=1e-3)  # float32 rounding, not another run
+
+
+@pytest.mark.backends("numpy")
+def test_two_rank_reproduce_trains_every_arm_once_and_writes_one_study(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+    pytest.importorskip("matplotlib", reason="the study's figures need matplotlib")
+    out = tmp_path / "study"
+    done = _launch(["-m", "minigrad", "reproduce", "--quick", "--arms", "bn-iid,brn-iid", "--out", str(out),
+                    "--no-progress"])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("reproduce done") == 1  # rank 0 alone reports and writes
+    study = json.loads((out / "results.json").read_text())
+    runs = [run for arm in study["arms"].values() for run in arm["runs"]]
+    assert sorted(r["arm"] for r in runs) == ["bn-iid", "brn-iid"]  # each arm trained once, by both ranks together
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in runs)
+    for run in (out / "runs").iterdir():
+        assert json.loads((run / "config.json").read_text())["world_size"] == 2
+        assert len(_eval_records(run)) >= 1
+    assert (out / "results.md").is_file()
