@@ -146,29 +146,6 @@ def time_interleaved(cases: dict[str, Callable[[], Any]], warmup: int, reps: int
     return times
 
 
-def keep_freed_memory() -> str:
-    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the system.
-
-    By default a large block is mapped fresh from the system and unmapped when
-    freed, and the top of the heap is trimmed, so every training step faults
-    its big temporaries back in page by page. This changes the allocator of the
-    whole process (both libraries alike) and is not minigrad's default: it
-    shows how much of a step those page faults cost.
-    """
-    import ctypes
-    import ctypes.util
-
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(m_mmap_threshold, 32 * 2**20) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
-    except (OSError, AttributeError):
-        ok = False
-    if not ok:
-        return "not applied (needs glibc's mallopt)"
-    return "glibc mallopt: M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB"
-
-
 def summary(seconds: np.ndarray) -> dict[str, float]:
     """Median and quartiles, in milliseconds."""
     q1, median, q3 = np.percentile(seconds * 1e3, [25, 50, 75])

@@ -29,7 +29,6 @@ from _common import (
     fmt_ms,
     fmt_ratio,
     import_torch,
-    keep_freed_memory,
     paired_ratio,
     print_header,
     print_table,
@@ -40,6 +39,7 @@ from _common import (
 )
 
 import minigrad as mg
+from minigrad.memory import keep_freed_memory
 
 TARGET = 1.5  # minigrad's step time over PyTorch's, at most
 LR, MOMENTUM = 0.01, 0.9
@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--keep-freed-memory",
+        "--default-allocator",
         action="store_true",
-        help="tune glibc's malloc to reuse freed memory (whole process, both libraries; not the default)",
+        help="leave glibc's malloc as it is, instead of the tuning `minigrad train` applies (whole process, both libraries)",
     )
     parser.add_argument("--json", metavar="FILE", help="also save every number (and the raw times) as JSON")
     args = parser.parse_args(argv)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     mg.use_backend("numpy")
     set_threads(args.threads, torch)
     env = environment(torch, args.threads)
-    env["allocator"] = keep_freed_memory() if args.keep_freed_memory else "default"
+    env["allocator"] = "default" if args.default_allocator else keep_freed_memory()
     print_header(f"CIFAR CNN training step, batch {args.batch}, float32, CPU: minigrad vs PyTorch", env)
 
     rows, results = [], {}
