@@ -82,6 +82,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -110,6 +111,9 @@ _MODE_VARIABLE = "MINIGRAD_DISTRIBUTED"
 _CUDA_AWARE_VARIABLE = "MINIGRAD_MPI_CUDA_AWARE"
 # Variables that MPI launchers set in every process they start (MPICH/Hydra and Intel MPI, Open MPI, PMIx, MVAPICH).
 _LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
+
+
+ABORT_GRACE_SECONDS = 1.0  # how long a failing rank waits for its message to be forwarded before MPI_Abort
 
 
 class DistributedError(RuntimeError):
@@ -257,6 +261,9 @@ class MPICommunicator(Communicator):
     def abort(self, code: int = 1) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
+        # MPI_Abort makes mpiexec kill every rank at once; output this rank has written but mpiexec has not
+        # forwarded yet can be lost with them. A moment's pause lets the failing rank's message through.
+        time.sleep(ABORT_GRACE_SECONDS)
         self.comm.Abort(code)
         os._exit(code)  # not reached: MPI_Abort does not return
 
