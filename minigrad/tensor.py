@@ -20,11 +20,11 @@ dtype of the tensor it meets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from minigrad import backend
-from minigrad.function import Function, is_grad_enabled
+from minigrad.function import Function
 
 DEFAULT_FLOAT = "float32"
 
@@ -276,13 +276,3 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
     if like is not None and backend.is_array(value):
         return Tensor._make(backend.to_device(backend.asarray(value), like.device), requires_grad=False, creator=None)
     return Tensor(value)
-
-
-def tensors_of(values: Sequence[Any]) -> list[Tensor]:
-    """Each value as a Tensor (see :func:`as_tensor`)."""
-    return [as_tensor(v) for v in values]
-
-
-def grad_enabled_for(*tensors: Tensor) -> bool:
-    """True when an op on `tensors` would record a graph."""
-    return is_grad_enabled() and any(t.requires_grad for t in tensors)
