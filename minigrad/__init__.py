@@ -23,7 +23,6 @@ from minigrad.backend import (
     use_backend,
     using_backend,
 )
-from minigrad.function import Function, is_grad_enabled, no_grad
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
     argmax,
@@ -46,7 +45,7 @@ from minigrad.ops import (
     stack,
     tanh,
 )
-from minigrad.tensor import Tensor, sum_to, tensor_method
+from minigrad.tensor import Function, Tensor, is_grad_enabled, no_grad, sum_to, tensor_method
 
 __version__ = "0.1.0"
 

@@ -6,8 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from minigrad import backend
-from minigrad.function import no_grad
-from minigrad.tensor import Tensor
+from minigrad.tensor import Tensor, no_grad
 
 np = backend.host
 

@@ -1,32 +1,125 @@
-"""Tensor: a backend array, an optional gradient, and the op that made it.
+"""Tensor and Function: the whole autodiff engine.
 
-Reverse-mode autodiff happens in :meth:`Tensor.backward`: the graph of
-:class:`~minigrad.function.Function` nodes is ordered by an iterative
-depth-first topological sort (no recursion, so chains of 100,000 ops work),
-then each node's ``backward`` runs once, in reverse order. The engine, not
-each op, undoes broadcasting (one :func:`sum_to`), casts gradients to their
-input's dtype and accumulates with ``+`` so that a tensor used twice receives
-both contributions.
+A :class:`Tensor` holds a backend array, an optional gradient and the
+:class:`Function` that made it. An op is one subclass of :class:`Function`:
+``forward`` computes on raw arrays and saves on ``self`` what the backward
+needs; ``backward`` takes dℓ/d(output) and returns one gradient per input
+(``None`` where an input needs none). Everything else is done here, once for
+every op: device checks, graph recording, broadcasting undone by
+:func:`sum_to`, gradient dtypes, accumulation with ``+`` (a tensor used twice
+receives both contributions).
 
-Methods such as ``exp`` or ``__add__`` are attached by the op modules through
-:func:`tensor_method`, so an op is defined in exactly one place.
+:meth:`Tensor.backward` orders the graph by an iterative depth-first
+topological sort (no recursion: chains of 100,000 ops work) and runs each
+node's ``backward`` once, in reverse order. Backward passes are plain array
+code and are not recorded, so minigrad has no higher-order gradients.
 
-Dtypes: floating data takes the default dtype, float32, unless ``dtype`` is
-given (``"float64"`` for gradient checks); integer and boolean data keep
-their kind (int64 labels, masks). Mixing float32 and float64 promotes to
-float64, as NumPy and the array API standard do; a Python scalar takes the
-dtype of the tensor it meets.
+Methods such as ``exp``, ``astype`` or ``__add__`` are attached by the op
+modules through :func:`tensor_method`, so an op is defined in one place.
+
+Dtypes: floating data takes float32 unless ``dtype`` is given (``"float64"``
+for gradient checks); integer and boolean data keep their kind. float32 with
+float64 promotes to float64; a Python scalar takes the dtype of the tensor it meets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from minigrad import backend
-from minigrad.function import Function
 
 DEFAULT_FLOAT = "float32"
+
+# ----------------------------------------------------------------------------
+# Graph recording on and off
+# ----------------------------------------------------------------------------
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when ops record the graph needed for backward."""
+    return _grad_enabled
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Run ops without recording a graph (evaluation, optimizer updates, finite differences)."""
+    global _grad_enabled
+    previous = _grad_enabled
+    _grad_enabled = False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+# ----------------------------------------------------------------------------
+# Function: one differentiable op
+# ----------------------------------------------------------------------------
+
+
+class Function:
+    """One differentiable op: subclass it and write ``forward`` and ``backward``.
+
+    ``Op.apply(*tensors, **params)`` runs it; the keyword arguments are op
+    parameters (an axis, an exponent) and become attributes. An op whose
+    caller needs what the forward computed (e.g. batch statistics) makes the
+    instance itself, ``op = Op(**params)``, calls ``op(*tensors)`` and reads
+    the attributes the forward saved.
+    """
+
+    inputs: tuple[Tensor, ...] = ()
+    needs_input_grad: tuple[bool, ...] = ()
+    released = False
+
+    def __init__(self, **params: Any) -> None:
+        for name, value in params.items():
+            setattr(self, name, value)
+
+    def forward(self, *arrays: Any) -> Any:
+        """Compute the output array from the input arrays; save what backward needs on ``self``."""
+        raise NotImplementedError
+
+    def backward(self, grad: Any) -> tuple[Any, ...] | Any:
+        """Given dℓ/d(output), return dℓ/d(input) for each input (None where not needed)."""
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
+        """Run the op on tensors and record it in the graph when a gradient is needed."""
+        return cls(**params)(*inputs)
+
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        check_same_device(type(self).__name__, inputs)
+        self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        output = self.forward(*(t.data for t in inputs))
+        if not (_grad_enabled and any(self.needs_input_grad)):
+            return Tensor._make(output, requires_grad=False, creator=None)
+        self.inputs = inputs
+        return Tensor._make(output, requires_grad=True, creator=self)
+
+    def release(self) -> None:
+        """Drop the inputs and saved arrays once backward has used them, to free memory."""
+        self.__dict__.clear()
+        self.released = True
+
+
+def check_same_device(op_name: str, tensors: tuple[Tensor, ...]) -> None:
+    """Raise DeviceMismatchError when `tensors` do not all live on one device."""
+    devices = {backend.device_of(t.data) for t in tensors}
+    if len(devices) > 1:
+        shown = ", ".join(f"{backend.device_of(t.data)} (shape {t.shape})" for t in tensors)
+        raise backend.DeviceMismatchError(
+            f"{op_name}: all tensors must be on one device, got tensors on {shown}; move them with .to(device)"
+        )
+
+
+# ----------------------------------------------------------------------------
+# Tensor
+# ----------------------------------------------------------------------------
 
 
 def sum_to(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -77,7 +170,6 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.grad: Any = None
         self.creator = creator
-        self._retain_grad = False
 
     @classmethod
     def _make(cls, array: Any, requires_grad: bool, creator: Function | None) -> Tensor:
@@ -159,16 +251,6 @@ class Tensor:
             array = backend.astype(self.data, device_or_dtype)
         return Tensor._make(array, requires_grad=self.requires_grad, creator=None)
 
-    def astype(self, dtype: Any) -> Tensor:
-        """Cast to `dtype`; differentiable (the gradient is cast back)."""
-        from minigrad.ops.elementwise import Cast
-
-        return Cast.apply(self, dtype=dtype)
-
-    def retain_grad(self) -> None:
-        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
-        self._retain_grad = True
-
     def zero_grad(self) -> None:
         """Forget the accumulated gradient."""
         self.grad = None
@@ -205,7 +287,7 @@ class Tensor:
             node_grad = grads.pop(id(node), None)
             if node_grad is None:
                 continue
-            if node.creator is None or node._retain_grad:
+            if node.creator is None:
                 node.grad = node_grad if node.grad is None else node.grad + node_grad
             fn = node.creator
             if fn is None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import backend as B
+from minigrad.ops import im2col as I
 from minigrad.ops.conv import avg_pool2d, conv2d, dropout, global_avg_pool2d, max_pool2d
 from tests.helpers import host, tensor
 
@@ -115,7 +116,7 @@ def distinct_values(shape, seed: int) -> np.ndarray:
 def test_im2col_matches_loop_reference(case, pad_value, seed):
     shape, kernel, stride, padding = case
     x = np.random.default_rng(seed).standard_normal(shape)
-    cols = B.im2col(B.from_numpy(x), kernel, stride, padding, pad_value)
+    cols = I.im2col(B.from_numpy(x), kernel, stride, padding, pad_value)
     np.testing.assert_array_equal(host(cols), im2col_reference(x, kernel, stride, padding, pad_value))
 
 
@@ -125,9 +126,9 @@ def test_col2im_is_the_adjoint_of_im2col(case, seed):
     shape, (_, _, kh, kw), stride, padding = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
-    cols = B.im2col(B.from_numpy(x), (kh, kw), stride, padding)
+    cols = I.im2col(B.from_numpy(x), (kh, kw), stride, padding)
     y = rng.standard_normal(tuple(cols.shape))
-    back = B.col2im(B.from_numpy(y), shape, (kh, kw), stride, padding)
+    back = I.col2im(B.from_numpy(y), shape, (kh, kw), stride, padding)
     assert tuple(back.shape) == shape
     np.testing.assert_allclose(np.sum(host(cols) * y), np.sum(x * host(back)), rtol=1e-10)
 
@@ -139,13 +140,13 @@ def test_fast_paths_equal_portable_versions(case, pad_value, seed):
     shape, (_, _, kh, kw), stride, padding = case
     rng = np.random.default_rng(seed)
     x = B.from_numpy(rng.standard_normal(shape))
-    fast = B.im2col(x, (kh, kw), stride, padding, pad_value)
-    portable = B.im2col_portable(x, (kh, kw), stride, padding, pad_value)
+    fast = I.im2col(x, (kh, kw), stride, padding, pad_value)
+    portable = I.im2col_portable(x, (kh, kw), stride, padding, pad_value)
     np.testing.assert_array_equal(host(fast), host(portable))
     y = B.from_numpy(rng.standard_normal(tuple(fast.shape)))
     np.testing.assert_allclose(
-        host(B.col2im(y, shape, (kh, kw), stride, padding)),
-        host(B.col2im_portable(y, shape, (kh, kw), stride, padding)),
+        host(I.col2im(y, shape, (kh, kw), stride, padding)),
+        host(I.col2im_portable(y, shape, (kh, kw), stride, padding)),
         rtol=1e-12,
         atol=1e-12,
     )
@@ -161,17 +162,17 @@ def test_im2col_reads_any_memory_layout(axes, padding):
     view = np.ascontiguousarray(x.transpose(axes)).transpose(inverse)  # same values, other memory order
     assert np.array_equal(view, x)
     expected = im2col_reference(x, (2, 3), (1, 2), padding)
-    np.testing.assert_array_equal(host(B.im2col(B.from_numpy(view), (2, 3), (1, 2), padding)), expected)
+    np.testing.assert_array_equal(host(I.im2col(B.from_numpy(view), (2, 3), (1, 2), padding)), expected)
 
 
 def test_im2col_rejects_a_kernel_larger_than_the_padded_input():
     with pytest.raises(ValueError, match=r"kernel_size \(4, 1\) is larger than the padded input \(3, 3\)"):
-        B.im2col(B.from_numpy(np.zeros((1, 1, 3, 3))), (4, 1))
+        I.im2col(B.from_numpy(np.zeros((1, 1, 3, 3))), (4, 1))
 
 
 def test_col2im_checks_the_column_shape():
     with pytest.raises(ValueError, match="col2im: expected columns of shape"):
-        B.col2im(B.from_numpy(np.zeros((4, 5))), (1, 1, 3, 3), (2, 2))
+        I.col2im(B.from_numpy(np.zeros((4, 5))), (1, 1, 3, 3), (2, 2))
 
 
 # ----------------------------------------------------------------------------

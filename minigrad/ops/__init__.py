@@ -1,6 +1,6 @@
 """Differentiable ops, one module per family; importing this package attaches them to Tensor.
 
-To add an op: write a :class:`~minigrad.function.Function` subclass (forward and
+To add an op: write a :class:`~minigrad.tensor.Function` subclass (forward and
 backward on arrays) and a public function decorated with ``@tensor_method``
 in the module of its family, then export the function here.
 """

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad import backend
-from minigrad.function import Function
-from minigrad.tensor import Tensor, as_tensor, tensor_method
+from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
 
 def _binary(fn_class: type[Function], a: Any, b: Any) -> Tensor:
@@ -172,6 +171,12 @@ class Cast(Function):
 
     def backward(self, grad):
         return backend.astype(grad, self.source_dtype)
+
+
+@tensor_method("astype")
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """`x` cast to `dtype`; differentiable (the gradient is cast back)."""
+    return Cast.apply(x, dtype=dtype)
 
 
 @tensor_method("__add__", "__radd__")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from minigrad import backend
-from minigrad.function import Function
-from minigrad.tensor import Tensor, as_tensor, tensor_method
+from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
 
 class MatMul(Function):

@@ -20,7 +20,7 @@ The file has three layers, from arrays up:
    "normalized-gradient core"; Batch Renorm passes its r, batchnorm r = 1.
    :func:`running_stats_update` returns the moving averages after a step.
 2. **Autograd ops**: :class:`BatchNormTrain`, :class:`BatchRenormTrain` and
-   :class:`NormInference` wrap the kernels in :class:`~minigrad.function.Function`
+   :class:`NormInference` wrap the kernels in :class:`~minigrad.tensor.Function`
    subclasses (hand-written backward, not autograd through primitives), with
    the Tensor-level entry points :func:`batch_norm_train`,
    :func:`batch_renorm_train` and :func:`norm_inference`. Running statistics
@@ -48,8 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minigrad import backend
-from minigrad.function import Function
-from minigrad.tensor import Tensor, as_tensor
+from minigrad.tensor import Function, Tensor, as_tensor
 
 Array = Any
 np = backend.host

@@ -6,8 +6,7 @@ import builtins
 from collections.abc import Sequence
 
 from minigrad import backend
-from minigrad.function import Function
-from minigrad.tensor import Tensor, tensor_method
+from minigrad.tensor import Function, Tensor, tensor_method
 
 Axis = int | Sequence[int] | None
 

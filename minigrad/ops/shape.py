@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from minigrad import backend
-from minigrad.function import Function, check_same_device
-from minigrad.tensor import Tensor, tensor_method
+from minigrad.tensor import Function, Tensor, check_same_device, tensor_method
 
 
 class Reshape(Function):

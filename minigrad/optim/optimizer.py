@@ -7,7 +7,7 @@ new array. Everything else is shared and lives here:
 * parameters are kept in the order given, and per-parameter state is keyed by
   that position, so a checkpoint can be restored into a freshly built model
   whose parameters come in the same order;
-* :meth:`Optimizer.step` runs under :func:`~minigrad.function.no_grad`, skips
+* :meth:`Optimizer.step` runs under :func:`~minigrad.tensor.no_grad`, skips
   parameters whose ``.grad`` is None, and *replaces* ``param.data`` with a new
   array of the same dtype (never writing into the old one, so an array held
   elsewhere, e.g. by an EMA or a saved state dict, is not changed behind its back);
@@ -37,8 +37,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from minigrad import backend
-from minigrad.function import no_grad
-from minigrad.tensor import Tensor
+from minigrad.tensor import Tensor, no_grad
 
 Array = backend.Array
 
