@@ -28,7 +28,7 @@ from minigrad.nn.layers import (
     ReLU,
     Sequential,
 )
-from minigrad.nn.module import Module
+from minigrad.module import Module
 from minigrad.tensor import Tensor
 
 NORMS = ("bn", "brn", "none")

@@ -19,7 +19,7 @@ from minigrad.nn.layers import (
     ReLU,
     Sequential,
 )
-from minigrad.nn.module import Module, Parameter
+from minigrad.module import Module, Parameter
 from minigrad.nn.norm import (
     BatchNorm1d,
     BatchNorm2d,

@@ -22,7 +22,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.nn import init
-from minigrad.nn.module import Module, Parameter
+from minigrad.module import Module, Parameter
 from minigrad.ops import conv as conv_ops
 from minigrad.ops.elementwise import relu
 from minigrad.ops.shape import flatten

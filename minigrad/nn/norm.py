@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 from minigrad import backend
 from minigrad.nn import functional as F
-from minigrad.nn.module import Module, Parameter
+from minigrad.module import Module, Parameter
 from minigrad.tensor import Tensor
 
 np = backend.host

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from minigrad import backend
-from minigrad.nn.module import Module
+from minigrad.module import Module
 from minigrad.optim.optimizer import array_like, as_number, check_bool, check_int, check_real, copy_array
 
 

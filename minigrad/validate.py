@@ -1,0 +1,65 @@
+"""Argument checks shared by every module: each returns the value it accepted, or raises one clear error.
+
+A message names the argument, says what was expected and shows what came,
+e.g. ``num_features: expected a positive integer, got 0``. Library code checks
+its arguments once, where they enter (a constructor, a public function), and
+the code behind that boundary assumes them valid.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def is_integer(value: Any) -> bool:
+    """True for Python and NumPy integers, False for bools (``True`` is not a count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """True for Python and NumPy real numbers, False for bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
+    """`value` as an int >= 1 (or None when `allow_none`)."""
+    if allow_none and value is None:
+        return None
+    if not is_integer(value) or value < 1:
+        expected = "None or a positive integer" if allow_none else "a positive integer"
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """`value` as an int >= 0."""
+    if not is_integer(value) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def number_at_least(name: str, value: Any, lowest: float, *, finite: bool = False, why: str = "") -> float:
+    """`value` as a float >= `lowest` (NaN refused; inf allowed unless `finite`); `why` is added in parentheses."""
+    ok = is_real(value) and not math.isnan(value) and value >= lowest and (math.isfinite(value) or not finite)
+    if not ok:
+        kind = "a finite number" if finite else "a number"
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name}: expected {kind} >= {lowest:g}{reason}, got {value!r}")
+    return float(value)
+
+
+def positive_number(name: str, value: Any) -> float:
+    """`value` as a finite float > 0."""
+    if not (is_real(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def fraction(name: str, value: Any, *, why: str = "") -> float:
+    """`value` as a float in [0, 1]; `why` says what the number means."""
+    if not (is_real(value) and 0 <= value <= 1):
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name}: expected a number in [0, 1]{reason}, got {value!r}")
+    return float(value)
