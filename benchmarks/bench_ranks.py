@@ -70,16 +70,16 @@ def worker(args: argparse.Namespace) -> None:
         reduce_seconds += time.perf_counter() - tick
         optimizer.step()
 
-    with distributed.share_running_stats(comm):
-        for _ in range(args.warmup):
-            step()
-        comm.barrier()
-        reduce_seconds = 0.0
-        began = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        comm.barrier()
-        wall = time.perf_counter() - began
+    distributed.share_running_stats(model, comm)
+    for _ in range(args.warmup):
+        step()
+    comm.barrier()
+    reduce_seconds = 0.0
+    began = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    comm.barrier()
+    wall = time.perf_counter() - began
     distributed.check_in_sync(model, comm)
     if comm.is_root:
         library = "none"

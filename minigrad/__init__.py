@@ -10,6 +10,7 @@ from minigrad import (
     data,
     models,
     nn,
+    norm,
     ops,
     optim,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Tensor",
     "active_backend",
     "nn",
+    "norm",
     "models",
     "argmax",
     "avg_pool2d",

@@ -82,7 +82,7 @@ def accuracy_figure(
 def telemetry_figure(telemetry: Mapping[str, Sequence[Mapping[str, Mapping[str, Sequence[float]]]]]) -> Any:
     """Fraction of r and of d clipped over training, per Batch Renorm layer: a row per arm, columns r and d.
 
-    `telemetry` maps an arm to one record per seed: layer name -> {"step", "r_clipped", "d_clipped"}.
+    `telemetry` maps an arm to one record per seed: layer name -> {"step", "r_clipped_fraction", "d_clipped_fraction"}.
     Each line is a layer (mean over seeds). The values are those of the training
     batch just before each evaluation, so they are samples, not averages over steps.
     """
@@ -92,7 +92,7 @@ def telemetry_figure(telemetry: Mapping[str, Sequence[Mapping[str, Mapping[str, 
     for row, arm in enumerate(arms):
         seeds = [s for s in telemetry[arm] if s]
         layers = list(seeds[0]) if seeds else []
-        for col, key in enumerate(("r_clipped", "d_clipped")):
+        for col, key in enumerate(("r_clipped_fraction", "d_clipped_fraction")):
             ax = axes[row][col]
             for layer in layers:
                 runs = [(s[layer]["step"], s[layer][key]) for s in seeds if layer in s]

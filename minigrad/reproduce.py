@@ -580,12 +580,12 @@ def telemetry_curves(run_dir: Path) -> dict[str, dict[str, list[float]]]:
     layers: dict[str, dict[str, list[float]]] = {}
     for record in read_records(run_dir, "eval"):
         for layer, values in (record.get("renorm") or {}).items():
-            if "r_clipped" not in values:
+            if "r_clipped_fraction" not in values:
                 continue
-            series = layers.setdefault(layer, {"step": [], "r_clipped": [], "d_clipped": []})
+            series = layers.setdefault(layer, {"step": [], "r_clipped_fraction": [], "d_clipped_fraction": []})
             series["step"].append(record["step"])
-            series["r_clipped"].append(values["r_clipped"])
-            series["d_clipped"].append(values["d_clipped"])
+            series["r_clipped_fraction"].append(values["r_clipped_fraction"])
+            series["d_clipped_fraction"].append(values["d_clipped_fraction"])
     return layers
 
 

@@ -432,6 +432,8 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
         model.to(config.dtype)
     if config.sync_bn and comm.size > 1:
         distributed.convert_sync_batchnorm(model, comm)
+    elif comm.size > 1:
+        distributed.share_running_stats(model, comm)  # one update of μ, σ shared by the ranks
     optimizer = build_optimizer(config, model)
     scheduler = mg.optim.LRScheduler(optimizer, build_lr_schedule(config))
     ema = mg.optim.EMA(model, decay=config.ema) if config.ema else None
@@ -501,7 +503,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
     interrupted = False
     model.train()
     try:
-        with stop.installed(), distributed.share_running_stats(comm):
+        with stop.installed():
             batches = loader.batches()
             while step < config.steps:
                 tick = time.perf_counter()

@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +65,7 @@ def data_parallel_run(
     comm: distributed.Communicator,
     virtual_batch_size: int | None = None,
     sync_bn: bool = False,
-    share_stats: Callable[[distributed.Communicator], AbstractContextManager] = distributed.share_running_stats,
+    share_stats: bool = True,
 ) -> dict[str, np.ndarray]:
     """Train :func:`make_model` for :data:`STEPS` SGD steps on this rank's shards; return what rank 0 should save.
 
@@ -79,24 +77,25 @@ def data_parallel_run(
     model = make_model(norm, virtual_batch_size)
     if sync_bn:
         distributed.convert_sync_batchnorm(model, comm)
+    elif share_stats:
+        distributed.share_running_stats(model, comm)
     optimizer = mg.optim.SGD(list(model.named_parameters()), lr=0.1, momentum=0.9)
     record: dict[str, np.ndarray] = {}
     losses = []
-    with share_stats(comm):
-        for step, (images, labels) in enumerate(global_batches(batch_size)):
-            start, stop = distributed.shard_bounds(batch_size, comm.rank, comm.size)
-            logits = model(mg.Tensor(images[start:stop], dtype="float64"))
-            loss = mg.cross_entropy(logits, mg.Tensor(labels[start:stop], dtype="int64"))
-            optimizer.zero_grad()
-            loss.backward()
-            share = (stop - start) / batch_size
-            (total,) = distributed.average_gradients(model.parameters(), comm, share, extra=[share * loss.item()])
-            losses.append(total)
-            if step == 0:
-                record["logits"] = np.concatenate(comm.allgather(logits.numpy()))
-                for name, param in model.named_parameters():
-                    record[f"grad/{name}"] = mg.backend.to_numpy(param.grad)
-            optimizer.step()
+    for step, (images, labels) in enumerate(global_batches(batch_size)):
+        start, stop = distributed.shard_bounds(batch_size, comm.rank, comm.size)
+        logits = model(mg.Tensor(images[start:stop], dtype="float64"))
+        loss = mg.cross_entropy(logits, mg.Tensor(labels[start:stop], dtype="int64"))
+        optimizer.zero_grad()
+        loss.backward()
+        share = (stop - start) / batch_size
+        (total,) = distributed.average_gradients(model.parameters(), comm, share, extra=[share * loss.item()])
+        losses.append(total)
+        if step == 0:
+            record["logits"] = np.concatenate(comm.allgather(logits.numpy()))
+            for name, param in model.named_parameters():
+                record[f"grad/{name}"] = mg.backend.to_numpy(param.grad)
+        optimizer.step()
     record["loss"] = np.array(losses)
     for name, value in model.state_dict().items():
         if mg.backend.is_array(value) and mg.backend.is_floating(value):

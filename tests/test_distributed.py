@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ import pytest
 
 import minigrad as mg
 from minigrad import distributed
-from minigrad.nn import functional as F
 from minigrad.train import ConfigError, TrainConfig, train
 from tests import mpi_checks
 from tests.helpers import host
@@ -97,20 +95,13 @@ class ThreadComm(distributed.Communicator):
         raise RuntimeError(f"abort({code})")
 
 
-def run_ranks(size: int, work: Callable[[distributed.Communicator], Any], share_stats: bool = True) -> list[Any]:
-    """`work(comm)` on `size` thread ranks at once; the results in rank order (a rank's exception is re-raised).
-
-    With `share_stats`, running statistics are shared through one reducer
-    installed for all threads (the reducer is process-wide), which finds the
-    calling thread's communicator.
-    """
+def run_ranks(size: int, work: Callable[[distributed.Communicator], Any]) -> list[Any]:
+    """`work(comm)` on `size` thread ranks at once; the results in rank order (a rank's exception is re-raised)."""
     group = ThreadGroup(size)
     results: list[Any] = [None] * size
     errors: list[BaseException] = []
-    comm_of_thread: dict[int, distributed.Communicator] = {}
 
     def target(rank: int) -> None:
-        comm_of_thread[threading.get_ident()] = group.comms[rank]
         with group.lock:
             try:
                 results[rank] = work(group.comms[rank])
@@ -118,22 +109,14 @@ def run_ranks(size: int, work: Callable[[distributed.Communicator], Any], share_
                 errors.append(exc)
                 group.barrier.abort()
 
-    def reducer(cache):
-        return distributed.rank_average_stats(cache, comm_of_thread[threading.get_ident()])
-
-    with F.reducing_batch_stats(reducer if share_stats else None):
-        threads = [threading.Thread(target=target, args=(rank,)) for rank in range(size)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     if errors:
         raise errors[0]
     return results
-
-
-def _no_sharing(comm: distributed.Communicator) -> nullcontext:
-    return nullcontext()  # run_ranks installs the reducer for every thread
 
 
 def _assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], rtol: float = 1e-9) -> None:
@@ -188,7 +171,14 @@ def test_uneven_shards_are_allowed_and_ranks_get_distinct_seeds():
 def test_ranks_normalizing_their_shards_match_one_process_with_ghost_batches(norm):
     """The paper's setting: 2 ranks x 16 = one process with batch 32 and virtual_batch_size=16, step for step."""
     want = mpi_checks.data_parallel_run(norm, 32, distributed.SingleProcess(), virtual_batch_size=16)
-    ranks = run_ranks(2, lambda comm: mpi_checks.data_parallel_run(norm, 32, comm, share_stats=_no_sharing))
+    ranks = run_ranks(
+        2,
+        lambda comm: mpi_checks.data_parallel_run(
+            norm,
+            32,
+            comm,
+        ),
+    )
     _assert_close(ranks[0], want)
     _assert_close(ranks[1], want)  # every rank holds the same parameters and running statistics
 
@@ -197,10 +187,10 @@ def test_without_shared_statistics_the_running_statistics_drift_apart_and_the_ch
     """The test above can fail: each rank updating from its own μ_B, σ_B alone gives other running statistics."""
 
     def work(comm):
-        return mpi_checks.data_parallel_run("bn", 32, comm, share_stats=_no_sharing)  # ends with check_in_sync
+        return mpi_checks.data_parallel_run("bn", 32, comm, share_stats=False)  # ends with check_in_sync
 
     with pytest.raises(distributed.DistributedError, match="differ across ranks: 'features.0.1.running_mean'"):
-        run_ranks(2, work, share_stats=False)
+        run_ranks(2, work)
 
 
 @pytest.mark.parametrize("batch_size, size", [(32, 2), (33, 2), (30, 3)])
@@ -233,7 +223,14 @@ def _grads(record: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def test_uneven_shards_give_the_gradient_of_the_global_mean_loss():
     """17 + 16 examples, each rank normalizing its own: the weights n_r / N make the mean over all 33 examples."""
     want, loss = _uneven_reference()
-    ranks = run_ranks(2, lambda comm: mpi_checks.data_parallel_run("bn", 33, comm, share_stats=_no_sharing))
+    ranks = run_ranks(
+        2,
+        lambda comm: mpi_checks.data_parallel_run(
+            "bn",
+            33,
+            comm,
+        ),
+    )
     _assert_close(_grads(ranks[0]), want)
     np.testing.assert_allclose(ranks[0]["loss"][0], loss, rtol=1e-12)
 
@@ -300,7 +297,7 @@ def test_sync_batchnorm_is_refused_for_batch_renorm_and_ghost_batches():
 
 @pytest.fixture
 def fresh_world(monkeypatch):
-    monkeypatch.setattr(distributed, "_world", None)
+    monkeypatch.setattr(distributed.communicators, "_world", None)
     for name in distributed._LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -311,11 +308,11 @@ def test_without_a_launcher_the_world_is_this_process(fresh_world):
     assert not distributed.launched_by_mpi()
     world = distributed.world()
     assert isinstance(world, distributed.SingleProcess) and (world.rank, world.size) == (0, 1)
-    fresh_world.setattr(distributed, "_world", None)
+    fresh_world.setattr(distributed.communicators, "_world", None)
     fresh_world.setenv("PMI_SIZE", "2")
     fresh_world.setenv("MINIGRAD_DISTRIBUTED", "none")
     assert distributed.launched_by_mpi() and isinstance(distributed.world(), distributed.SingleProcess)
-    fresh_world.setattr(distributed, "_world", None)
+    fresh_world.setattr(distributed.communicators, "_world", None)
     fresh_world.setenv("MINIGRAD_DISTRIBUTED", "sometimes")
     with pytest.raises(ValueError, match="expected auto, mpi or none, got 'sometimes'"):
         distributed.world()

@@ -7,7 +7,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn
-from minigrad.models import CifarCNN, DigitsCNN, cifar_cnn, conv_block, digits_cnn, make_norm
+from minigrad.models import CifarCNN, DigitsCNN, conv_block, make_norm
 from tests.helpers import host
 
 HAS_NORM_LAYERS = hasattr(mg.nn, "BatchRenorm2d") and hasattr(mg.nn, "BatchNorm1d")
@@ -111,11 +111,6 @@ def test_dropout_option_adds_a_dropout_layer_that_eval_turns_off():
     x = images((4, 1, 8, 8))
     model.eval()
     np.testing.assert_array_equal(host(model(x)), host(model(x)))
-
-
-def test_function_forms():
-    assert isinstance(digits_cnn("none", global_pool=True), DigitsCNN)
-    assert isinstance(cifar_cnn("none", channels=(2, 2, 2)), CifarCNN)
 
 
 # ----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pytest
 import minigrad as mg
 from minigrad import backend as B
 from minigrad.nn import functional as F
-from minigrad.ops import norm as K
+from minigrad.norm import functional as NF
+from minigrad.norm import kernels as K
 
 
 def arr(a, dtype=np.float64):
@@ -90,7 +91,7 @@ def test_fixed_r_and_d_may_be_numbers_per_channel_or_per_group():
     x = arr(sample((6, 2, 3)))
     running = stats(2)
     _, cache = K.batch_norm_forward(x, None, None, 1e-5, virtual_batch_size=3)
-    base = host(cache.x_norm).reshape(6, 2, 3)
+    base = host(cache.x_bn).reshape(6, 2, 3)
     y, _ = K.batch_renorm_forward(x, None, None, *running, 3.0, 5.0, 1e-5, 3, r=2.0, d=-1.0)
     np.testing.assert_allclose(host(y), base * 2.0 - 1.0, rtol=1e-12)
     y, _ = K.batch_renorm_forward(x, None, None, *running, 3.0, 5.0, 1e-5, 3, r=arr([2.0, 0.5]), d=arr([1.0, 0.0]))
@@ -135,7 +136,14 @@ def test_clip_telemetry_reports_clipped_fractions_and_unclipped_ranges():
     record = K.clip_telemetry(cache)
     # r = σ_B/σ = (2, 0.5): both outside [1/1.5, 1.5]; d = μ_B/σ = (0, 3): one outside [-1, 1]
     assert record == pytest.approx(
-        {"r_clipped": 1.0, "d_clipped": 0.5, "r_min": 0.5, "r_max": 2.0, "d_min": 0.0, "d_max": 3.0}
+        {
+            "r_clipped_fraction": 1.0,
+            "d_clipped_fraction": 0.5,
+            "r_smallest_unclipped": 0.5,
+            "r_largest_unclipped": 2.0,
+            "d_smallest_unclipped": 0.0,
+            "d_largest_unclipped": 3.0,
+        }
     )
     assert all(type(value) is float for value in record.values())
     np.testing.assert_allclose(host(K.per_group(cache.r)), [[1.5, 1 / 1.5]])
@@ -143,38 +151,44 @@ def test_clip_telemetry_reports_clipped_fractions_and_unclipped_ranges():
 
 
 # ----------------------------------------------------------------------------
-# Bad input to the kernels: each error names the argument, the expectation and what came
+# Bad input at the boundary (the Tensor-level training functions and the functional
+# forms check; the kernels behind them assume valid input): each error names the
+# argument, the expectation and what came
 # ----------------------------------------------------------------------------
 
 
-def test_kernel_errors_name_the_argument_the_expectation_and_what_came():
-    x = arr(sample((4, 3)))
+def test_boundary_errors_name_the_argument_the_expectation_and_what_came():
+    x = mg.Tensor(sample((4, 3)), dtype="float64")
     running = stats(3)
     with pytest.raises(
         ValueError, match=r"x: expected an array of shape \(N, C, \.\.\.\) with at least 2 axes, got shape \(4,\)"
     ):
-        K.batch_norm_forward(arr(sample((4,))), None, None, 1e-5)
-    with pytest.raises(ValueError, match=r"gamma: expected shape \(3,\), one value per channel, got \(2,\)"):
-        K.batch_norm_forward(x, arr([1.0, 1.0]), None, 1e-5)
-    with pytest.raises(ValueError, match=r"running_mean: expected shape \(3,\), one value per channel, got \(4,\)"):
-        K.norm_inference_forward(x, None, None, arr(np.zeros(4)), running[1])
+        NF.batch_norm_train(mg.Tensor(sample((4,)), dtype="float64"), None, None, 1e-5)
+    with pytest.raises(ValueError, match=r"x: expected 2 channels on axis 1 .*got shape \(4, 3\)"):
+        NF.batch_norm_train(x, mg.Tensor([1.0, 1.0], dtype="float64"), None, 1e-5)
+    with pytest.raises(ValueError, match=r"bias: expected shape \(3,\), one value per channel, got \(2,\)"):
+        NF.batch_norm_train(x, None, mg.Tensor([1.0, 1.0], dtype="float64"), 1e-5)
+    with pytest.raises(ValueError, match=r"running_std: expected shape \(3,\), one value per channel, got \(4,\)"):
+        F.batch_norm(x, None, None, running[0], arr(np.ones(4)), training=False)
     with pytest.raises(ValueError, match=r"virtual_batch_size: expected a divisor of the batch size 4.*got 3"):
-        K.batch_norm_forward(x, None, None, 1e-5, virtual_batch_size=3)
+        NF.batch_norm_train(x, None, None, 1e-5, virtual_batch_size=3)
     with pytest.raises(ValueError, match=r"x: expected more than one value per channel.*got shape \(4, 3\).*1 value"):
-        K.batch_renorm_forward(x, None, None, *running, 3.0, 5.0, 1e-5, virtual_batch_size=1)
+        NF.batch_renorm_train(x, None, None, *running, 3.0, 5.0, 1e-5, virtual_batch_size=1)
     with pytest.raises(ValueError, match=r"eps: expected a finite number >= 0, got -1e-05"):
-        K.batch_norm_forward(x, None, None, -1e-5)
+        NF.batch_norm_train(x, None, None, -1e-5)
     with pytest.raises(ValueError, match=r"r_max: expected a number >= 1 .*got 0.5"):
-        K.batch_renorm_forward(x, None, None, *running, 0.5, 5.0, 1e-5)
+        NF.batch_renorm_train(x, None, None, *running, 0.5, 5.0, 1e-5)
     with pytest.raises(ValueError, match=r"d_max: expected a number >= 0 .*got -1"):
-        K.batch_renorm_forward(x, None, None, *running, 3.0, -1, 1e-5)
+        NF.batch_renorm_train(x, None, None, *running, 3.0, -1, 1e-5)
     with pytest.raises(ValueError, match=r"running_mean: expected finite values, got \[nan\] at channels \[1\]"):
-        K.batch_renorm_forward(x, None, None, arr([0.0, np.nan, 0.0]), running[1], 3.0, 5.0, 1e-5)
+        NF.batch_renorm_train(x, None, None, arr([0.0, np.nan, 0.0]), running[1], 3.0, 5.0, 1e-5)
     with pytest.raises(
         ValueError, match=r"running_std: expected finite positive values, got \[inf, 0.0\] at channels \[0, 2\]"
     ):
-        K.norm_inference_forward(x, None, None, running[0], arr([np.inf, 1.0, 0.0]))
-    K.batch_norm_forward(x, None, None, 0.0)  # eps = 0 is allowed in the kernels (the paper's identities)
+        F.batch_norm(x, None, None, running[0], arr([np.inf, 1.0, 0.0]), training=False)
+    with pytest.raises(TypeError, match=r"x: expected a floating-point array, got dtype int64"):
+        NF.batch_norm_train(mg.Tensor(np.ones((4, 3)), dtype="int64"), None, None, 1e-5)
+    NF.batch_norm_train(x, None, None, 0.0)  # eps = 0 is allowed here (the paper's identities)
 
 
 # ----------------------------------------------------------------------------

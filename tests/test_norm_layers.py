@@ -266,9 +266,29 @@ def test_layer_follows_its_schedule_and_records_telemetry():
         layer(tensor(sample((4, 3), seed=step)))
         record = layer.telemetry
         seen.append((record["step"], record["r_limit"], record["d_limit"]))
-        assert set(record) == {"step", "r_limit", "d_limit", "r_clipped", "d_clipped", "r_min", "r_max", "d_min", "d_max"}
-        assert all(isinstance(record[k], float) for k in ("r_clipped", "d_clipped", "r_min", "r_max", "d_min", "d_max"))
-        assert 0.0 <= record["r_clipped"] <= 1.0 and record["r_min"] <= record["r_max"]
+        assert set(record) == {
+            "step",
+            "r_limit",
+            "d_limit",
+            "r_clipped_fraction",
+            "d_clipped_fraction",
+            "r_smallest_unclipped",
+            "r_largest_unclipped",
+            "d_smallest_unclipped",
+            "d_largest_unclipped",
+        }
+        assert all(
+            isinstance(record[k], float)
+            for k in (
+                "r_clipped_fraction",
+                "d_clipped_fraction",
+                "r_smallest_unclipped",
+                "r_largest_unclipped",
+                "d_smallest_unclipped",
+                "d_largest_unclipped",
+            )
+        )
+        assert 0.0 <= record["r_clipped_fraction"] <= 1.0 and record["r_smallest_unclipped"] <= record["r_largest_unclipped"]
     assert seen == [(0, 1.0, 0.0), (1, 1.0, 0.0), (2, 1.0, 0.0), (3, 1.5, 1.0), (4, 2.0, 1.0), (5, 2.0, 1.0)]
 
 
@@ -286,14 +306,22 @@ def test_renorm_telemetry_gathers_every_renorm_layer_by_name():
     # first layer: σ_B/σ ≈ 3 and μ_B/σ ≈ 5 against the initial (0, 1), near the limits (3, 5)
     first = telemetry["0"]
     x_host = host(x)
-    np.testing.assert_allclose([first["r_min"], first["r_max"]], [np.min(x_host.std(0)), np.max(x_host.std(0))], rtol=1e-5)
-    np.testing.assert_allclose([first["d_min"], first["d_max"]], [x_host.mean(0).min(), x_host.mean(0).max()], rtol=1e-9)
+    np.testing.assert_allclose(
+        [first["r_smallest_unclipped"], first["r_largest_unclipped"]],
+        [np.min(x_host.std(0)), np.max(x_host.std(0))],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        [first["d_smallest_unclipped"], first["d_largest_unclipped"]],
+        [x_host.mean(0).min(), x_host.mean(0).max()],
+        rtol=1e-9,
+    )
     expected_r = np.mean(np.sqrt(x_host.var(0) + 1e-5) > 3.0)
-    assert first["r_clipped"] == pytest.approx(expected_r)
-    assert telemetry["2"]["r_clipped"] == 1.0  # r_max = 1 clips every r that is not exactly 1
-    clipped = first["r_clipped"]
-    telemetry["0"]["r_clipped"] = -1.0  # a copy: the layer's record is untouched
-    assert mg.nn.renorm_telemetry(model)["0"]["r_clipped"] == clipped
+    assert first["r_clipped_fraction"] == pytest.approx(expected_r)
+    assert telemetry["2"]["r_clipped_fraction"] == 1.0  # r_max = 1 clips every r that is not exactly 1
+    clipped = first["r_clipped_fraction"]
+    telemetry["0"]["r_clipped_fraction"] = -1.0  # a copy: the layer's record is untouched
+    assert mg.nn.renorm_telemetry(model)["0"]["r_clipped_fraction"] == clipped
 
 
 # ----------------------------------------------------------------------------
@@ -374,7 +402,8 @@ def test_layer_errors_name_the_argument_the_expectation_and_what_came(name):
     with pytest.raises(ValueError, match=r"x: expected more than one value per channel .*got shape \(1, 3"):
         layer(tensor(sample(single)))
     layer.eval()
-    layer(tensor(sample(single)))  # fine in eval mode
+    with pytest.warns(RuntimeWarning, match="evaluated before any training step"):
+        layer(tensor(sample(single)))  # fine in eval mode
     for eps in (0.0, -1e-5):
         with pytest.raises(ValueError, match=rf"eps: expected a finite number > 0, got {eps}"):
             cls(3, eps=eps)
@@ -420,3 +449,29 @@ def test_renorm_limits_are_checked():
         layer(tensor(sample((4, 3))))
     with pytest.raises(ValueError, match=r"r_max: expected a number >= 1 \(from its schedule at step 3\), got 0.0"):
         layer(tensor(sample((4, 3))))
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_evaluating_an_untrained_layer_warns_once_and_a_trained_one_never(name, recwarn):
+    shape = LAYERS[name][-1]
+    layer = getattr(mg.nn, name)(3, dtype="float64").eval()
+    with pytest.warns(RuntimeWarning, match=rf"{name}: evaluated before any training step"):
+        layer(tensor(sample(shape)))
+    layer(tensor(sample(shape)))
+    trained = getattr(mg.nn, name)(3, dtype="float64")
+    trained(tensor(sample(shape)))
+    trained.eval()(tensor(sample(shape)))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # the second call and the trained layer
+
+
+def test_running_stats_assigned_from_outside_are_checked_at_the_next_forward():
+    layer = mg.nn.BatchRenorm1d(2, dtype="float64")
+    layer(tensor(sample((4, 2))))
+    layer.running_std = B.from_numpy(np.array([1.0, -1.0]))  # a new array: checked again
+    with pytest.raises(ValueError, match=r"running_std: expected finite positive values, got \[-1.0\] at channels \[1\]"):
+        layer(tensor(sample((4, 2))))
+    state = mg.nn.BatchRenorm1d(2, dtype="float64").state_dict()
+    state["running_mean"] = np.array([np.inf, 0.0])
+    layer.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"running_mean: expected finite values, got \[inf\] at channels \[0\]"):
+        layer(tensor(sample((4, 2))))

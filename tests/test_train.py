@@ -43,7 +43,7 @@ def test_train_on_digits_learns_and_writes_its_files(tmp_path, capsys):
     assert [e["step"] for e in evaluations] == [100, 200]
     assert evaluations[-1]["test_accuracy"] > 0.9
     assert 0 <= evaluations[-1]["test_accuracy_batch_stats"] <= 1
-    assert set(next(iter(evaluations[-1]["renorm"].values()))) >= {"r_clipped", "d_clipped"}
+    assert set(next(iter(evaluations[-1]["renorm"].values()))) >= {"r_clipped_fraction", "d_clipped_fraction"}
     state = load_checkpoint(out / "checkpoint.npz")
     assert state["step"] == 200
 

@@ -26,7 +26,7 @@
 # 1. the backprop equations of Ioffe, *Batch Renormalization* (2017), section 3, which are BatchNorm's
 #    when the paper's correction is switched off ($r = 1$, $d = 0$);
 # 2. a compact closed form, which shows why the gradient sums to zero over the batch;
-# 3. minigrad's hand-written kernels, `mg.ops.norm.batch_norm_forward` / `batch_norm_backward`, and
+# 3. minigrad's hand-written kernels, `mg.norm.kernels.batch_norm_forward` / `batch_norm_backward`, and
 #    autograd through primitive ops (tutorial 1's engine).
 #
 # Prerequisites: [tutorial 1](01_autodiff_from_scratch.py) (reverse accumulation, adjoints, finite
@@ -398,17 +398,17 @@ assert (out / "02_projection.png").stat().st_size > 0
 # over $m = N$ values. For images $(N, C, H, W)$ the statistics of a channel run over the batch *and*
 # the pixels, so $m = N H W$.
 #
-# minigrad implements this as two pure functions on arrays in `mg.ops.norm`:
+# minigrad implements this as two pure functions on arrays in `mg.norm.kernels`:
 #
 # * `batch_norm_forward(x, gamma, beta, eps)` returns `y` and a cache (holding $\hat x$, $\mu_B$,
 #   $\sigma_B$, $\gamma$ — what the backward needs);
 # * `batch_norm_backward(dy, cache)` returns `(dx, dgamma, dbeta)`.
 #
-# Its core, `mg.ops.norm.normalized_grad`, is written line by line from the paper's three equations
+# Its core, `mg.norm.kernels.normalized_grad`, is written line by line from the paper's three equations
 # (with Batch Renorm's $r$ as a parameter). We compare it with our per-channel code.
 
 # %%
-K = mg.ops.norm
+K = mg.norm.kernels
 N, C = 16, 3
 X = rng.normal(size=(N, C)) * np.array([0.5, 2.0, 5.0]) + np.array([1.0, -3.0, 10.0])
 GAMMA = np.array([1.5, -0.7, 2.0])
@@ -461,8 +461,8 @@ print("m per channel for (4, 2, 3, 3):", channels_first(X4).shape[1])
 # Finally, forget every formula above and let tutorial 1's engine differentiate the forward pass, written
 # with ordinary Tensor ops (mean, subtract, square, sqrt, divide). The engine discovers on its own that
 # $x$ reaches the loss through $\mu_B$, through $\sigma_B$ and directly, and adds the three contributions.
-# minigrad ships such a version as `mg.nn.functional.batch_norm_reference` (slow, obviously correct:
-# the test suite's oracle); we also write one here in four lines.
+# Such a version is slow but obviously correct (the test suite keeps one as its oracle, in
+# `tests/reference/norm.py`); here it takes four lines.
 
 
 # %%
@@ -476,18 +476,12 @@ def batch_norm_from_primitives(x_, gamma_, beta_, eps_):
     return (x_ - mu) / sigma * gamma_ + beta_  # γ and β (C,) broadcast over the batch
 
 
-grads = {}
-for name, fn in {
-    "ours": batch_norm_from_primitives,
-    "reference": mg.nn.functional.batch_norm_reference,
-}.items():
-    xt, gt, bt = leaf(X), leaf(GAMMA), leaf(BETA)
-    yt = fn(xt, gt, bt, eps)
-    np.testing.assert_allclose(yt.numpy(), Y, rtol=1e-12, atol=1e-12)
-    yt.backward(DY)
-    grads[name] = (xt.grad, gt.grad, bt.grad)
-    for autograd, kernel in zip(grads[name], (DX, DGAMMA, DBETA)):
-        np.testing.assert_allclose(autograd, kernel, rtol=1e-9, atol=1e-12)
+xt, gt, bt = leaf(X), leaf(GAMMA), leaf(BETA)
+yt = batch_norm_from_primitives(xt, gt, bt, eps)
+np.testing.assert_allclose(yt.numpy(), Y, rtol=1e-12, atol=1e-12)
+yt.backward(DY)
+for autograd, kernel in zip((xt.grad, gt.grad, bt.grad), (DX, DGAMMA, DBETA)):
+    np.testing.assert_allclose(autograd, kernel, rtol=1e-9, atol=1e-12)
 print("autograd through primitives == hand-written kernel, for x, γ and β")
 
 # %% [markdown]

@@ -51,7 +51,7 @@ import minigrad as mg
 
 # The kernels below are fed NumPy arrays and checked in float64 on the CPU: use the NumPy backend.
 mg.use_backend("numpy")
-K = mg.ops.norm  # the array kernels of BatchNorm and Batch Renorm
+K = mg.norm.kernels  # the array kernels of BatchNorm and Batch Renorm
 out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", "."))  # where figures go
 out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -255,7 +255,7 @@ for m in (32, 128, 512):
 brn_results = {}
 for m in sizes:
     gaps_m, records = train_inference_gap(mg.nn.BatchRenorm1d(C, dtype="float64"), m, True)
-    clipped = np.array([rec["r_clipped"] > 0 or rec["d_clipped"] > 0 for rec in records])
+    clipped = np.array([rec["r_clipped_fraction"] > 0 or rec["d_clipped_fraction"] > 0 for rec in records])
     brn_results[m] = (gaps_m, clipped, records)
     worst_unclipped = gaps_m[~clipped].max() if (~clipped).any() else 0.0
     print(
@@ -273,9 +273,9 @@ def clipped_records(m):
     return [rec for rec, c in zip(records, clipped) if c]
 
 
-r_share_pairs = np.mean([rec["r_clipped"] > 0 for rec in brn_results[2][2]])
+r_share_pairs = np.mean([rec["r_clipped_fraction"] > 0 for rec in brn_results[2][2]])
 large = [rec for m in sizes[2:] for rec in clipped_records(m)]
-d_share_large = np.mean([rec["d_clipped"] > 0 for rec in large])
+d_share_large = np.mean([rec["d_clipped_fraction"] > 0 for rec in large])
 print(f"m = 2: r was clipped in {r_share_pairs:.0%} of all batches")
 print(f"m >= 8: d was clipped in {d_share_large:.0%} of the few clipped batches")
 assert r_share_pairs > 0.5 and d_share_large > 0.8
@@ -374,7 +374,7 @@ assert r[1] == r_max and r_raw[1] > r_max  # channel 1: r clipped
 assert d[2] == d_max and d_raw[2] > d_max  # channel 2: d clipped
 
 # %% [markdown]
-# Now the same batch through the kernel `mg.ops.norm.batch_renorm_forward` (pure arrays
+# Now the same batch through the kernel `mg.norm.kernels.batch_renorm_forward` (pure arrays
 # in, output and a cache of the statistics out; it never changes its inputs), and through
 # a `BatchRenorm1d` layer given the same parameters and moving averages. The kernel's
 # statistics have a "group" axis for ghost batches; `per_group` flattens them to
@@ -393,7 +393,7 @@ np.testing.assert_allclose(y_layer, y, rtol=1e-12, atol=1e-12)
 np.testing.assert_allclose(layer.running_mean, mu_new, rtol=1e-12, atol=1e-12)  # the last two lines of Algorithm 1
 np.testing.assert_allclose(layer.running_std, sigma_new, rtol=1e-12, atol=1e-12)
 print("layer telemetry:", layer.telemetry)
-assert layer.telemetry["r_clipped"] == layer.telemetry["d_clipped"] == 1 / 3  # one channel of three each
+assert layer.telemetry["r_clipped_fraction"] == layer.telemetry["d_clipped_fraction"] == 1 / 3  # one channel of three each
 
 # %% [markdown]
 # Where nothing was clipped (channel 0), the training output is exactly the inference
@@ -430,7 +430,7 @@ np.testing.assert_allclose(layer(as_tensor(x)).numpy(), gamma * (x - mu_new) / s
 # `mg.gradcheck(fn, inputs)` perturbs every input element by $\pm 10^{-6}$, compares the
 # central difference of $\sum_i v_i\, \mathrm{fn}(x)_i$ (a fixed random $v$) with the
 # gradient that backward computes, and raises `mg.GradcheckError` when they disagree. We
-# use the Tensor-level kernel `mg.ops.norm.batch_renorm_train`, which reads the moving
+# use the Tensor-level function `mg.norm.batch_renorm_train`, which reads the moving
 # averages but does not update them, so repeated calls compute the same function.
 
 # %%
@@ -442,12 +442,12 @@ R_MAX, D_MAX, EPS = 3.0, 5.0, 0.0
 
 def renorm_whole(t):
     """Batch Renorm's training forward; r and d are recomputed from t at every call."""
-    return K.batch_renorm_train(t, None, None, mu, sigma, R_MAX, D_MAX, EPS)[0]
+    return mg.norm.batch_renorm_train(t, None, None, mu, sigma, R_MAX, D_MAX, EPS)[0]
 
 
 _, cache = K.batch_renorm_forward(x, None, None, mu, sigma, R_MAX, D_MAX, EPS)
 telemetry = K.clip_telemetry(cache)  # fractions of r and d clipped, ranges of the unclipped values
-assert telemetry["r_clipped"] == telemetry["d_clipped"] == 0.0  # nothing clipped
+assert telemetry["r_clipped_fraction"] == telemetry["d_clipped_fraction"] == 0.0  # nothing clipped
 r0, d0 = K.per_group(cache.r), K.per_group(cache.d)  # this batch's r and d, shape (1, 1)
 
 failure = None
@@ -509,15 +509,14 @@ assert err_random > 0.3
 # The backward pass is right for the function it is meant to differentiate: Batch Renorm
 # with **this batch's** $r$ and $d$ held fixed. The kernels take `r=` and `d=` for exactly
 # this purpose. With them, every finite-difference probe sees the same constants, and the
-# check passes. The slow reference implementation built from primitive ops
-# (`mg.nn.functional.batch_renorm_reference`, which detaches $r$ and $d$) gives the same
-# gradient through ordinary autograd.
+# check passes. A slow version built from primitive ops, which detaches $r$ and $d$ as the
+# paper's stop_gradient says, gives the same gradient through ordinary autograd.
 
 
 # %%
 def renorm_fixed(t):
     """The same forward with r and d frozen at this batch's values."""
-    return K.batch_renorm_train(t, None, None, mu, sigma, R_MAX, D_MAX, EPS, r=r0, d=d0)[0]
+    return mg.norm.batch_renorm_train(t, None, None, mu, sigma, R_MAX, D_MAX, EPS, r=r0, d=d0)[0]
 
 
 assert mg.gradcheck(renorm_fixed, [as_tensor(x, requires_grad=True)])
@@ -528,7 +527,12 @@ assert err_fixed < 1e-7
 
 
 def renorm_reference(t):
-    return mg.nn.functional.batch_renorm_reference(t, None, None, mu, sigma, R_MAX, D_MAX, EPS)
+    """Batch Renorm from primitive Tensor ops; r and d computed from the batch, then detached (plain arrays)."""
+    mu_b = t.mean(axis=0, keepdims=True)
+    sigma_b = (((t - mu_b) ** 2).mean(axis=0, keepdims=True) + EPS).sqrt()
+    r = np.clip(sigma_b.numpy() / sigma, 1 / R_MAX, R_MAX)  # stop_gradient(clip(σ_B/σ))
+    d = np.clip((mu_b.numpy() - mu) / sigma, -D_MAX, D_MAX)  # stop_gradient(clip((μ_B − μ)/σ))
+    return (t - mu_b) / sigma_b * as_tensor(r) + as_tensor(d)
 
 
 np.testing.assert_allclose(
@@ -567,7 +571,7 @@ np.testing.assert_allclose(
 # \frac{\partial \ell}{\partial \beta} = \sum_i \frac{\partial \ell}{\partial y_i}.
 # $$
 #
-# We code them by hand, compare with `mg.ops.norm.batch_renorm_backward`, and check both
+# We code them by hand, compare with `mg.norm.kernels.batch_renorm_backward`, and check both
 # identities, for a batch of 8 with two channels and an upstream gradient
 # $\partial\ell/\partial y$ drawn at random.
 
@@ -791,8 +795,8 @@ for name, record in history[-1].items():
 # only 8 values, so its $\sigma_{\mathcal{B}}/\sigma$ scatters most.
 
 # %%
-r_frac = np.array([[h[n]["r_clipped"] for n in layer_names] for h in history])  # (steps, layers)
-d_frac = np.array([[h[n]["d_clipped"] for n in layer_names] for h in history])
+r_frac = np.array([[h[n]["r_clipped_fraction"] for n in layer_names] for h in history])  # (steps, layers)
+d_frac = np.array([[h[n]["d_clipped_fraction"] for n in layer_names] for h in history])
 warmup = schedule.warmup_steps
 assert np.all(r_frac[:warmup] > 0.99) and np.all(d_frac[:warmup] > 0.99)
 late = slice(STEPS - 100, STEPS)  # the last 100 steps, well after the ramps
@@ -801,9 +805,11 @@ assert r_frac[late].mean() < 0.05
 assert d_frac[late].mean() < 0.01
 ramped = slice(schedule.r_max_ramp_end, STEPS)  # both limits at their final values
 clips_per_layer = dict(zip(layer_names, r_frac[ramped].sum(axis=0)))
-spread = {n: np.mean([h[n]["r_max"] - h[n]["r_min"] for h in history[ramped]]) for n in layer_names}
+spread = {
+    n: np.mean([h[n]["r_largest_unclipped"] - h[n]["r_smallest_unclipped"] for h in history[ramped]]) for n in layer_names
+}
 print("after the ramps, r clipped (summed over steps):", {n: round(float(v), 3) for n, v in clips_per_layer.items()})
-print("mean spread r_max - r_min of the unclipped r:", {n: round(float(v), 3) for n, v in spread.items()})
+print("mean spread largest - smallest of the unclipped r:", {n: round(float(v), 3) for n, v in spread.items()})
 assert max(clips_per_layer, key=clips_per_layer.get) == "head.2"
 assert max(spread, key=spread.get) == "head.2"
 

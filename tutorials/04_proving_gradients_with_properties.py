@@ -46,7 +46,7 @@ import minigrad as mg
 
 mg.use_backend("numpy")  # float64 NumPy on the CPU: the setting for finite differences
 F = mg.nn.functional
-K = mg.ops.norm
+K = mg.norm.kernels
 
 # Settings for every property on this page: 25 examples, no time limit per example (a gradient check
 # can take a few milliseconds), the same examples on every run (derandomize), and no example database

@@ -4,6 +4,6 @@
 >>> model = mg.models.CifarCNN(norm="brn", r_max=3.0, d_max=5.0, generator=mg.Generator(0))
 """
 
-from minigrad.models.cnn import NORMS, CifarCNN, DigitsCNN, cifar_cnn, conv_block, digits_cnn, make_norm
+from minigrad.models.cnn import NORMS, CifarCNN, DigitsCNN, conv_block, make_norm
 
-__all__ = ["NORMS", "CifarCNN", "DigitsCNN", "cifar_cnn", "conv_block", "digits_cnn", "make_norm"]
+__all__ = ["NORMS", "CifarCNN", "DigitsCNN", "conv_block", "make_norm"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad import backend, nn
+from minigrad.module import Module
 from minigrad.nn.layers import (
     Conv2d,
     Dropout,
@@ -28,12 +29,17 @@ from minigrad.nn.layers import (
     ReLU,
     Sequential,
 )
-from minigrad.module import Module
 from minigrad.tensor import Tensor
 
 NORMS = ("bn", "brn", "none")
 _COMMON_OPTIONS = frozenset({"eps", "momentum", "affine", "virtual_batch_size"})
 _RENORM_OPTIONS = frozenset({"r_max", "d_max"})
+_NORM_LAYERS = {
+    ("bn", 1): nn.BatchNorm1d,
+    ("bn", 2): nn.BatchNorm2d,
+    ("brn", 1): nn.BatchRenorm1d,
+    ("brn", 2): nn.BatchRenorm2d,
+}
 
 
 def make_norm(norm: str, num_features: int, dims: int = 2, dtype: Any = "float32", **norm_kwargs: Any) -> Module:
@@ -67,11 +73,7 @@ def make_norm(norm: str, num_features: int, dims: int = 2, dtype: Any = "float32
     options = {k: v for k, v in norm_kwargs.items() if v is not None}
     if norm == "bn":
         options = {k: v for k, v in options.items() if k not in _RENORM_OPTIONS}
-    name = f"{'BatchNorm' if norm == 'bn' else 'BatchRenorm'}{dims}d"
-    layer_class = getattr(nn, name, None)
-    if layer_class is None:
-        raise RuntimeError(f"make_norm: minigrad.nn.{name} is not available (minigrad/nn/norm.py is missing it)")
-    return layer_class(num_features=num_features, dtype=dtype, **options)
+    return _NORM_LAYERS[norm, dims](num_features=num_features, dtype=dtype, **options)
 
 
 def conv_block(
@@ -229,13 +231,3 @@ class CifarCNN(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
-
-
-def digits_cnn(norm: str = "bn", **kwargs: Any) -> DigitsCNN:
-    """:class:`DigitsCNN` (a function form, for configuration files and command lines)."""
-    return DigitsCNN(norm=norm, **kwargs)
-
-
-def cifar_cnn(norm: str = "bn", **kwargs: Any) -> CifarCNN:
-    """:class:`CifarCNN` (a function form, for configuration files and command lines)."""
-    return CifarCNN(norm=norm, **kwargs)

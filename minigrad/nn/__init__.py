@@ -1,11 +1,13 @@
 """Neural-network building blocks: Module, Parameter, layers, normalization and initialisation.
 
-Where things live: ``module.py`` (Module, Parameter), ``layers.py`` (Linear,
-Conv2d, pooling, ...), ``norm.py`` (BatchNorm and Batch Renorm layers, the
-r_max/d_max schedule, clipping telemetry), ``init.py`` (He and Glorot),
-``functional.py`` (stateless functions of tensors).
+Where things live: ``minigrad/module.py`` (Module, Parameter), ``layers.py`` (Linear,
+Conv2d, pooling, ...), ``init.py`` (He and Glorot), ``functional.py``
+(stateless functions of tensors). BatchNorm and Batch Renorm layers, the
+r_max/d_max schedule and clipping telemetry live in :mod:`minigrad.norm`
+and are re-exported here.
 """
 
+from minigrad.module import Module, Parameter
 from minigrad.nn import functional, init
 from minigrad.nn.layers import (
     AvgPool2d,
@@ -19,8 +21,7 @@ from minigrad.nn.layers import (
     ReLU,
     Sequential,
 )
-from minigrad.module import Module, Parameter
-from minigrad.nn.norm import (
+from minigrad.norm import (
     BatchNorm1d,
     BatchNorm2d,
     BatchRenorm1d,

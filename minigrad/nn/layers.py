@@ -21,8 +21,8 @@ from numbers import Integral, Real
 from typing import Any
 
 from minigrad import backend
-from minigrad.nn import init
 from minigrad.module import Module, Parameter
+from minigrad.nn import init
 from minigrad.ops import conv as conv_ops
 from minigrad.ops.elementwise import relu
 from minigrad.ops.shape import flatten

@@ -127,7 +127,9 @@ class InferenceCache:
     scale: Array
 
 
-def batch_moments(xg: Array, axes: tuple[int, ...], eps: float, reduction: Reduction = LOCAL) -> tuple[Array, Array, Array, float]:
+def batch_moments(
+    xg: Array, axes: tuple[int, ...], eps: float, reduction: Reduction = LOCAL
+) -> tuple[Array, Array, Array, float]:
     """μ_B, σ_B, x − μ_B and this process's share of the values, in two passes (no E[x²] − E[x]², which cancels).
 
     σ_B includes eps, as in Algorithm 1, so eps is counted exactly once, both
@@ -410,3 +412,8 @@ def telemetry_record(statistics: Array) -> dict[str, float]:
     """The array of :func:`clip_statistics` as a dict of Python floats (one copy to the host)."""
     values = backend.to_numpy(statistics).astype("float64").tolist()
     return dict(zip(TELEMETRY_FIELDS, values))
+
+
+def clip_telemetry(cache: NormCache) -> dict[str, float]:
+    """:func:`clip_statistics` read into a dict of Python floats (one copy to the host)."""
+    return telemetry_record(clip_statistics(cache))

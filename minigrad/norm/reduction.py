@@ -75,7 +75,7 @@ class GroupReduction:
     def mean(self, partial_sum: Array, count: int) -> tuple[Array, int]:
         """(Σ over the group / M, M) with M the group's total count; refuses M < 2 (nothing to normalize)."""
         (total_sum,), tail = self._allreduce((partial_sum,), [count])
-        total = int(round(tail[0]))
+        total = round(float(tail[0]))
         if total < 2:
             raise ValueError(
                 f"x: expected more than one value per channel in the global batch in training mode, got {total} "

@@ -1,0 +1,120 @@
+"""The r_max / d_max schedule of section 4: plain batchnorm for a warm-up, then a linear ramp to the final limits.
+
+The paper found the warm-up and the slow ramp important early in training;
+a layer takes the two halves of a schedule as its limits::
+
+    r, d = renorm_schedule().scaled(total_steps=10_000)
+    layer = mg.nn.BatchRenorm2d(16, r_max=r, d_max=d)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from minigrad import validate
+
+PAPER_TOTAL_STEPS = 130_000  # the length of the paper's Inception-v3 runs (section 4.1)
+
+
+# ----------------------------------------------------------------------------
+# The r_max / d_max schedule of section 4
+# ----------------------------------------------------------------------------
+
+
+def _check_step(step: object) -> int:
+    return validate.non_negative_int("step", step)
+
+
+def _ramp(step: int, start: float, final: float, begin: int, end: int) -> float:
+    """`start` until `begin`, then linear to `final` at `end`, then `final` for ever (a jump if begin = end)."""
+    if step >= end:
+        return float(final)
+    if step <= begin:
+        return float(start)
+    return float(start + (final - start) * (step - begin) / (end - begin))
+
+
+@dataclass(frozen=True)
+class RenormSchedule:
+    """The paper's correction limits as functions of the training step (section 4).
+
+    r_max = 1 and d_max = 0 (plain batchnorm) for the first `warmup_steps`
+    steps, then each rises linearly, r_max to `r_max_final` at step
+    `r_max_ramp_end` and d_max to `d_max_final` at `d_max_ramp_end`, and stays
+    there. The defaults are the paper's: warm-up 5000, r_max = 3 at 40k and
+    d_max = 5 at 25k, for runs of 130k steps.
+
+    Use the two methods as the layer's limits (the object also unpacks into
+    the pair): ``r, d = schedule; BatchRenorm2d(c, r_max=r, d_max=d)``.
+    """
+
+    warmup_steps: int = 5000
+    r_max_final: float = 3.0
+    r_max_ramp_end: int = 40_000
+    d_max_final: float = 5.0
+    d_max_ramp_end: int = 25_000
+    reference_steps: ClassVar[int] = PAPER_TOTAL_STEPS
+
+    def __post_init__(self) -> None:
+        validate.non_negative_int("warmup_steps", self.warmup_steps)
+        validate.number_at_least("r_max", self.r_max_final, 1.0, finite=True)
+        validate.number_at_least("d_max", self.d_max_final, 0.0, finite=True)
+        for name, end in (("r_max_ramp_end", self.r_max_ramp_end), ("d_max_ramp_end", self.d_max_ramp_end)):
+            if not validate.is_integer(end) or end < self.warmup_steps:
+                raise ValueError(f"{name}: expected an integer >= warmup_steps ({self.warmup_steps}), got {end!r}")
+
+    def r_max(self, step: int) -> float:
+        """The limit r_max at training step `step` (0 for the first training forward)."""
+        return _ramp(_check_step(step), 1.0, self.r_max_final, self.warmup_steps, self.r_max_ramp_end)
+
+    def d_max(self, step: int) -> float:
+        """The limit d_max at training step `step`."""
+        return _ramp(_check_step(step), 0.0, self.d_max_final, self.warmup_steps, self.d_max_ramp_end)
+
+    def __iter__(self) -> Iterator[Callable[[int], float]]:
+        return iter((self.r_max, self.d_max))
+
+    def scaled(self, total_steps: int, reference_steps: int = PAPER_TOTAL_STEPS) -> RenormSchedule:
+        """The same schedule for a run of `total_steps` instead of `reference_steps` (the paper's 130k).
+
+        Every step count is multiplied by total_steps / reference_steps and
+        rounded: the paper's recipe scaled to 13k steps warms up for 500 steps
+        and reaches d_max = 5 at 2500 and r_max = 3 at 4000.
+        """
+        validate.positive_int("total_steps", total_steps)
+        validate.positive_int("reference_steps", reference_steps)
+        factor = total_steps / reference_steps
+        warmup = round(self.warmup_steps * factor)
+        return replace(
+            self,
+            warmup_steps=warmup,
+            r_max_ramp_end=max(warmup, round(self.r_max_ramp_end * factor)),
+            d_max_ramp_end=max(warmup, round(self.d_max_ramp_end * factor)),
+        )
+
+
+def renorm_schedule(
+    warmup_steps: int = 5000,
+    r_max: float = 3.0,
+    r_max_ramp_end: int = 40_000,
+    d_max: float = 5.0,
+    d_max_ramp_end: int = 25_000,
+) -> RenormSchedule:
+    """The paper's r_max / d_max schedule (section 4); the defaults are its values for 130k-step runs.
+
+    Returns a :class:`RenormSchedule` with ``.r_max(step)`` and ``.d_max(step)``,
+    which unpacks into that pair of callables, and ``.scaled(total_steps)`` for
+    shorter runs::
+
+        r, d = mg.nn.renorm_schedule().scaled(total_steps=10_000)
+        layer = mg.nn.BatchRenorm2d(16, r_max=r, d_max=d)
+    """
+    return RenormSchedule(
+        warmup_steps=warmup_steps,
+        r_max_final=r_max,
+        r_max_ramp_end=r_max_ramp_end,
+        d_max_final=d_max,
+        d_max_ramp_end=d_max_ramp_end,
+    )
