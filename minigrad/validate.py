@@ -23,13 +23,14 @@ def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
-    """`value` as an int >= 1 (or None when `allow_none`)."""
+def positive_int(name: str, value: Any, *, allow_none: bool = False, owner: str = "") -> int | None:
+    """`value` as an int >= 1 (or None when `allow_none`); `owner` (a layer's name) prefixes the message."""
     if allow_none and value is None:
         return None
     if not is_integer(value) or value < 1:
         expected = "None or a positive integer" if allow_none else "a positive integer"
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+        prefix = f"{owner}: " if owner else ""
+        raise ValueError(f"{prefix}{name}: expected {expected}, got {value!r}")
     return int(value)
 
 

@@ -46,7 +46,7 @@ def test_linear_gradients():
 def test_linear_rejects_a_wrong_input_size():
     with pytest.raises(ValueError, match=r"Linear: x: expected a last axis of size in_features=3, got shape \(2, 4\)"):
         nn.Linear(3, 1)(tensor(np.zeros((2, 4))))
-    with pytest.raises(ValueError, match="Linear: out_features: expected a positive int, got 0"):
+    with pytest.raises(ValueError, match="Linear: out_features: expected a positive integer, got 0"):
         nn.Linear(3, 0)
 
 

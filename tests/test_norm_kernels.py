@@ -1,4 +1,4 @@
-"""The array kernels of minigrad.ops.norm and the functional forms: purity, shapes, errors, telemetry.
+"""The array kernels of minigrad.norm.kernels and the functional forms: purity, shapes, errors, telemetry.
 
 The mathematical properties (finite differences, null-space identities,
 reference equality, ghost batches) are in test_norm_properties.py; here are

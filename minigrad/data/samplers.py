@@ -31,15 +31,9 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 
 np = backend.host
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
 
 
 def _as_labels(labels: Any) -> np.ndarray:
@@ -92,7 +86,7 @@ class Sampler:
 
     def __init__(self, num_examples: int, batch_size: int, seed: int | None) -> None:
         self.num_examples = num_examples
-        self.batch_size = _positive_int("batch_size", batch_size)
+        self.batch_size = validate.positive_int("batch_size", batch_size)
         self.seed = seed
         self._generator = backend.Generator(seed)
         self._epoch = 0
@@ -275,20 +269,20 @@ class NonIIDSampler(Sampler):
         super().__init__(int(labels.shape[0]), batch_size, seed)
         batch = self.batch_size
         if labels_per_batch is not None:
-            labels_per_batch = _positive_int("labels_per_batch", labels_per_batch)
+            labels_per_batch = validate.positive_int("labels_per_batch", labels_per_batch)
             if batch % labels_per_batch:
                 raise ValueError(
                     f"batch_size={batch} is not divisible by labels_per_batch={labels_per_batch}: "
                     "each batch holds labels_per_batch groups of batch_size / labels_per_batch examples"
                 )
             k = batch // labels_per_batch
-            if examples_per_label is not None and _positive_int("examples_per_label", examples_per_label) != k:
+            if examples_per_label is not None and validate.positive_int("examples_per_label", examples_per_label) != k:
                 raise ValueError(
                     f"examples_per_label={examples_per_label} and labels_per_batch={labels_per_batch} disagree: "
                     f"batch_size={batch} needs examples_per_label * labels_per_batch == batch_size"
                 )
         else:
-            k = 2 if examples_per_label is None else _positive_int("examples_per_label", examples_per_label)
+            k = 2 if examples_per_label is None else validate.positive_int("examples_per_label", examples_per_label)
         if batch % k:
             raise ValueError(
                 f"batch_size={batch} is not divisible by examples_per_label={k}: each batch holds "
@@ -296,7 +290,7 @@ class NonIIDSampler(Sampler):
             )
         self.examples_per_label = k
         self.labels_per_batch = batch // k
-        self._num_batches_arg = None if num_batches is None else _positive_int("num_batches", num_batches)
+        self._num_batches_arg = None if num_batches is None else validate.positive_int("num_batches", num_batches)
         self.num_batches = self._num_batches_arg or max(1, self.num_examples // batch)
         if self.num_examples == 0:
             raise ValueError("labels: expected at least one example, got an empty array")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.distributed.communicators import Communicator
 from minigrad.tensor import Tensor
 
@@ -16,16 +16,12 @@ np = backend.host
 # ----------------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _check_group(total: int, rank: int, size: int) -> None:
-    if not _is_int(total) or total < 0:
+    if not validate.is_integer(total) or total < 0:
         raise ValueError(f"total: expected a non-negative integer (examples in the batch), got {total!r}")
-    if not _is_int(size) or size < 1:
+    if not validate.is_integer(size) or size < 1:
         raise ValueError(f"size: expected a positive integer (number of ranks), got {size!r}")
-    if not _is_int(rank) or not 0 <= rank < size:
+    if not validate.is_integer(rank) or not 0 <= rank < size:
         raise ValueError(f"rank: expected an integer in [0, {size}), got {rank!r}")
 
 

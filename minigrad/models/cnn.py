@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minigrad import backend, nn
+from minigrad import backend, nn, validate
 from minigrad.module import Module
 from minigrad.nn.layers import (
     Conv2d,
@@ -107,7 +107,7 @@ def conv_block(
 
 def _check_channels(model: str, channels: tuple[int, ...], count: int) -> tuple[int, ...]:
     channels = tuple(channels)
-    if len(channels) != count or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+    if len(channels) != count or any(not validate.is_integer(c) or c < 1 for c in channels):
         raise ValueError(f"{model}: channels: expected {count} positive ints, got {channels!r}")
     return channels
 

@@ -17,10 +17,10 @@ Re-initialise with the functions in :mod:`minigrad.nn.init` to get another schem
 from __future__ import annotations
 
 from collections.abc import Iterator
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.module import Module, Parameter
 from minigrad.nn import init
 from minigrad.ops import conv as conv_ops
@@ -40,12 +40,6 @@ __all__ = [
     "ReLU",
     "Sequential",
 ]
-
-
-def _positive_int(layer: str, argument: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{layer}: {argument}: expected a positive int, got {value!r}")
-    return int(value)
 
 
 def _empty_parameter(shape: tuple[int, ...], dtype: Any) -> Parameter:
@@ -74,8 +68,8 @@ class Linear(Module):
         generator: backend.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = _positive_int("Linear", "in_features", in_features)
-        self.out_features = _positive_int("Linear", "out_features", out_features)
+        self.in_features = validate.positive_int("in_features", in_features, owner="Linear")
+        self.out_features = validate.positive_int("out_features", out_features, owner="Linear")
         self.weight = init.kaiming_uniform_(
             _empty_parameter((self.out_features, self.in_features), dtype), generator=generator
         )
@@ -106,8 +100,8 @@ class Conv2d(Module):
         generator: backend.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
-        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
+        self.in_channels = validate.positive_int("in_channels", in_channels, owner="Conv2d")
+        self.out_channels = validate.positive_int("out_channels", out_channels, owner="Conv2d")
         self.kernel_size = conv_ops.pair_argument(kernel_size, "Conv2d", "kernel_size", 1)
         self.stride = conv_ops.pair_argument(stride, "Conv2d", "stride", 1)
         self.padding = conv_ops.pair_argument(padding, "Conv2d", "padding", 0)
