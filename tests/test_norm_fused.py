@@ -56,14 +56,17 @@ def _close(a, b):
     case=inputs(),
     renorm=st.sampled_from(["bn", "brn-clipped", "brn-free", "brn-fixed"]),
     block_bytes=st.sampled_from([8, 64, fused.BLOCK_BYTES]),  # one row per block, a few, all rows at once
+    threads=st.sampled_from([1, 2, 3]),
 )
-def test_fused_training_forward_and_backward_equal_the_reference(case, renorm, block_bytes):
-    saved = fused.BLOCK_BYTES
+def test_fused_training_forward_and_backward_equal_the_reference(case, renorm, block_bytes, threads):
+    saved = fused.BLOCK_BYTES, fused.THREADS
     fused.BLOCK_BYTES = block_bytes
+    fused.set_threads(threads)
     try:
         _compare(*case, renorm)
     finally:
-        fused.BLOCK_BYTES = saved
+        fused.BLOCK_BYTES = saved[0]
+        fused.set_threads(saved[1])
 
 
 def _compare(x, dy, gamma, beta, vbs, renorm):
@@ -112,3 +115,8 @@ def test_fused_applies_to_numpy_rows_alone():
     assert not fused.applies(channel_major, 2, LOCAL)  # ghost batches would cut across rows
     assert not fused.applies(x[:, :, ::2], None, LOCAL)  # a strided view has no row layout
     assert not fused.applies(x, None, GroupReduction(type("G", (), {"size": 2, "allreduce_host": None})()))
+
+
+def test_set_threads_refuses_a_bad_count():
+    with pytest.raises(ValueError, match="count: expected a positive integer, got 0"):
+        fused.set_threads(0)

@@ -27,10 +27,12 @@ nine passes instead of the reference's twenty or so.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.norm.kernels import fixed_correction
 from minigrad.norm.reduction import LocalReduction
 
@@ -38,6 +40,21 @@ Array = Any
 np = backend.host
 
 BLOCK_BYTES = 1 << 19  # scratch block: about half of a typical per-core L2 cache
+THREADS = 1  # threads for the block loops (set_threads); the row sums use the BLAS threads
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def set_threads(count: int) -> None:
+    """Run the block loops on `count` threads (1: in the calling thread)."""
+    global THREADS
+    THREADS = validate.positive_int("count", count)
+
+
+def _pool(count: int) -> ThreadPoolExecutor:
+    if count not in _pools:
+        _pools[count] = ThreadPoolExecutor(max_workers=count, thread_name_prefix="minigrad-norm")
+    return _pools[count]
 
 
 @dataclass
@@ -69,13 +86,30 @@ class Rows:
         """`a` (x's shape) as rows like x's, copying only when its layout differs from x's."""
         return np.ascontiguousarray(a.transpose(self.order)).reshape(self.matrix.shape)
 
-    def blocks(self) -> range:
-        b = self.matrix.shape[1] * self.matrix.itemsize
-        step = max(1, BLOCK_BYTES // max(b, 1))
-        return range(0, self.matrix.shape[0], step)
+    def for_each_block(self, work: Callable[[slice, Array], None], dtype: Any) -> None:
+        """Call ``work(rows, scratch)`` for consecutive blocks of about BLOCK_BYTES, on up to THREADS threads.
 
-    def step(self) -> int:
-        return self.blocks().step
+        `scratch` is a buffer of the block's shape, the thread's own. NumPy
+        releases the GIL inside its loops, so the threads' blocks run at once.
+        """
+        total, width = self.matrix.shape
+        step = max(1, BLOCK_BYTES // max(width * self.matrix.itemsize, 1))
+        starts = list(range(0, total, step))
+        threads = min(THREADS, len(starts))
+
+        def run(part: list[int]) -> None:
+            scratch = np.empty((min(step, total), width), dtype=dtype)
+            for r0 in part:
+                r1 = min(r0 + step, total)
+                work(slice(r0, r1), scratch[: r1 - r0])
+
+        if threads <= 1:
+            run(starts)
+            return
+        size = -(-len(starts) // threads)
+        parts = [starts[i : i + size] for i in range(0, len(starts), size)]
+        for future in [_pool(threads).submit(run, part) for part in parts]:
+            future.result()
 
 
 def _rows(x: Array, virtual_batch_size: int | None) -> Rows | None:
@@ -144,12 +178,12 @@ def _moments(rows: Rows, eps: float, dtype: Any) -> tuple[Array, Array, int]:
     mu_b = rows.fold(x2 @ ones) / m  # μ_B ← (1/m) Σ_i x_i (row sums through BLAS)
     mu_rows = rows.spread(mu_b.astype(dtype))
     squares = np.empty(x2.shape[0], dtype=dtype)
-    step = rows.step()
-    buf = np.empty((min(step, x2.shape[0]), x2.shape[1]), dtype=dtype)
-    for r0 in rows.blocks():
-        r1 = min(r0 + step, x2.shape[0])
-        xc = np.subtract(x2[r0:r1], mu_rows[r0:r1], out=buf[: r1 - r0])  # x_i − μ_B, in cache
-        squares[r0:r1] = np.einsum("rb,rb->r", xc, xc)
+
+    def sum_squares(block: slice, scratch: Array) -> None:
+        xc = np.subtract(x2[block], mu_rows[block], out=scratch)  # x_i − μ_B, in cache
+        squares[block] = np.einsum("rb,rb->r", xc, xc)
+
+    rows.for_each_block(sum_squares, dtype)
     sigma_b = np.sqrt(eps + rows.fold(squares) / m)  # σ_B ← sqrt(ε + (1/m) Σ_i (x_i − μ_B)²)
     return mu_b.astype(dtype), sigma_b.astype(dtype), m
 
@@ -159,12 +193,13 @@ def _affine(rows: Rows, x_shape: tuple[int, ...], mu_b: Array, scale: Array, shi
     y, y2 = rows.like(x_shape, dtype)
     x2 = rows.matrix
     mu_rows, scale_rows, shift_rows = rows.spread(mu_b), rows.spread(scale), rows.spread(shift)
-    step = rows.step()
-    for r0 in rows.blocks():
-        r1 = min(r0 + step, x2.shape[0])
-        out = np.subtract(x2[r0:r1], mu_rows[r0:r1], out=y2[r0:r1])
-        out *= scale_rows[r0:r1]
-        out += shift_rows[r0:r1]
+
+    def scale_shift(block: slice, _: Array) -> None:
+        out = np.subtract(x2[block], mu_rows[block], out=y2[block])
+        out *= scale_rows[block]
+        out += shift_rows[block]
+
+    rows.for_each_block(scale_shift, dtype)
     return y
 
 
@@ -251,12 +286,12 @@ def training_backward(dy: Array, cache: FusedCache, need_dx: bool = True) -> tup
     ones = np.ones(x2.shape[1], dtype=dy2.dtype)
     sum_dy = rows.fold(dy2 @ ones)  # Σ_i dℓ/dy_i per (group, channel)
     dy_xc = np.empty(x2.shape[0], dtype=dtype)
-    step = rows.step()
-    buf = np.empty((min(step, x2.shape[0]), x2.shape[1]), dtype=dtype)
-    for r0 in rows.blocks():
-        r1 = min(r0 + step, x2.shape[0])
-        xc = np.subtract(x2[r0:r1], mu_rows[r0:r1], out=buf[: r1 - r0])
-        dy_xc[r0:r1] = np.einsum("rb,rb->r", dy2[r0:r1], xc)  # Σ_i dℓ/dy_i (x_i − μ_B), per row
+
+    def sum_products(block: slice, scratch: Array) -> None:
+        xc = np.subtract(x2[block], mu_rows[block], out=scratch)
+        dy_xc[block] = np.einsum("rb,rb->r", dy2[block], xc)  # Σ_i dℓ/dy_i (x_i − μ_B), per row
+
+    rows.for_each_block(sum_products, dtype)
     sum_dy_x_bn = rows.fold(dy_xc) / sigma_b  # Σ_i dℓ/dy_i · x_bn_i
     dbeta = sum_dy.sum(axis=0)  # ∂ℓ/∂β = Σ_i ∂ℓ/∂y_i
     if cache.r is None:
@@ -275,10 +310,12 @@ def training_backward(dy: Array, cache: FusedCache, need_dx: bool = True) -> tup
     b_rows = rows.spread(-scale * sum_dy_x_bn / (m * sigma_b))
     c_rows = rows.spread(-scale * sum_dy / m)
     dx, dx2 = rows.like(cache.input_shape, dtype)
-    for r0 in rows.blocks():
-        r1 = min(r0 + step, x2.shape[0])
-        out = np.subtract(x2[r0:r1], mu_rows[r0:r1], out=dx2[r0:r1])
-        out *= b_rows[r0:r1]
-        out += c_rows[r0:r1]
-        out += np.multiply(dy2[r0:r1], a_rows[r0:r1], out=buf[: r1 - r0])
+
+    def input_grad(block: slice, scratch: Array) -> None:
+        out = np.subtract(x2[block], mu_rows[block], out=dx2[block])
+        out *= b_rows[block]
+        out += c_rows[block]
+        out += np.multiply(dy2[block], a_rows[block], out=scratch)
+
+    rows.for_each_block(input_grad, dtype)
     return dx, dgamma, dbeta
