@@ -75,7 +75,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_reduction(owner: str, reduction: str) -> str:
+def check_reduction(owner: str, reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"{owner}: reduction: expected one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
     return reduction
@@ -114,7 +114,7 @@ def cross_entropy(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Te
     stable for logits as large as ±1e4 (no NaN, no inf). ``"sum"`` and
     ``"none"`` go through :func:`nll_loss` of :func:`log_softmax`, equally stable.
     """
-    _check_reduction("cross_entropy", reduction)
+    check_reduction("cross_entropy", reduction)
     labels = _check_class_labels("cross_entropy", logits, labels)
     if reduction == "mean":
         return CrossEntropy.apply(logits, labels)
@@ -123,7 +123,7 @@ def cross_entropy(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Te
 
 def nll_loss(log_probs: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood: ``-log_probs[i, labels[i]]`` per example, for `log_probs` (N, C) from :func:`log_softmax`."""
-    _check_reduction("nll_loss", reduction)
+    check_reduction("nll_loss", reduction)
     labels = _check_class_labels("nll_loss", log_probs, labels)
     xp = backend.namespace(log_probs.data)
     classes = xp.arange(log_probs.shape[1], device=log_probs.device)
@@ -147,13 +147,13 @@ def _check_same_shape(owner: str, prediction: Tensor, target: Any) -> Tensor:
 
 def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Squared error ``(prediction - target) ** 2``, averaged by default; both operands get gradients."""
-    _check_reduction("mse_loss", reduction)
+    check_reduction("mse_loss", reduction)
     target = _check_same_shape("mse_loss", prediction, target)
     return _reduce((prediction - target) ** 2, reduction)
 
 
 def l1_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Absolute error ``|prediction - target|``, averaged by default (gradient 0 where they are equal)."""
-    _check_reduction("l1_loss", reduction)
+    check_reduction("l1_loss", reduction)
     target = _check_same_shape("l1_loss", prediction, target)
     return _reduce(elementwise.abs(prediction - target), reduction)

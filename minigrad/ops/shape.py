@@ -149,12 +149,11 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 @tensor_method("view")
 def view(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
     """PyTorch's name for :func:`reshape` (the result is a new tensor; minigrad has no aliasing views)."""
-    if len(shape) == 1 and not isinstance(shape[0], int):
-        if not isinstance(shape[0], Sequence):
-            raise TypeError(
-                f"view: shape: expected ints or a sequence of ints, got {type(shape[0]).__name__}; "
-                "to change the dtype use .astype(dtype)"
-            )
+    if len(shape) == 1 and not isinstance(shape[0], (int, Sequence)):
+        raise TypeError(
+            f"view: shape: expected ints or a sequence of ints, got {type(shape[0]).__name__}; "
+            "to change the dtype use .astype(dtype)"
+        )
     return reshape(x, *shape)
 
 
