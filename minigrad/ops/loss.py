@@ -126,7 +126,7 @@ def nll_loss(log_probs: Tensor, labels: Tensor, reduction: str = "mean") -> Tens
     check_reduction("nll_loss", reduction)
     labels = _check_class_labels("nll_loss", log_probs, labels)
     xp = backend.namespace(log_probs.data)
-    classes = xp.arange(log_probs.shape[1], device=log_probs.device)
+    classes = xp.arange(log_probs.shape[1], device=log_probs.data.device)
     one_hot = Tensor._make(xp.astype(labels.data[:, None] == classes[None, :], log_probs.dtype), False, None)
     return _reduce(-reduce.sum(log_probs * one_hot, axis=1), reduction)
 

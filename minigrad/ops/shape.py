@@ -172,8 +172,7 @@ def squeeze(x: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
     else:
         dims = (dim,) if isinstance(dim, int) else tuple(dim)
         checked = {_dim("squeeze", d, max(x.ndim, 1)) for d in dims}  # a 0-d tensor accepts dim 0 and -1
-        axes = {a for a in checked if a < x.ndim}
-        axes = {a for a in axes if x.shape[a] == 1}
+        axes = {a for a in checked if a < x.ndim and x.shape[a] == 1}
     return Reshape.apply(x, shape=tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
 
