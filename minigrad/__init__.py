@@ -26,12 +26,14 @@ from minigrad.backend import (
 )
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
+    abs,
     argmax,
     avg_pool2d,
     concatenate,
     conv2d,
     cross_entropy,
     exp,
+    flatten,
     log,
     log_softmax,
     matmul,
@@ -43,8 +45,10 @@ from minigrad.ops import (
     sigmoid,
     softmax,
     sqrt,
+    squeeze,
     stack,
     tanh,
+    unsqueeze,
 )
 from minigrad.tensor import Function, Tensor, is_grad_enabled, no_grad, sum_to, tensor_method
 
@@ -57,6 +61,7 @@ __all__ = [
     "Generator",
     "GradcheckError",
     "Tensor",
+    "abs",
     "active_backend",
     "nn",
     "norm",
@@ -68,6 +73,7 @@ __all__ = [
     "cross_entropy",
     "cuda_available",
     "exp",
+    "flatten",
     "gradcheck",
     "is_grad_enabled",
     "log",
@@ -84,10 +90,12 @@ __all__ = [
     "sigmoid",
     "softmax",
     "sqrt",
+    "squeeze",
     "stack",
     "sum_to",
     "tanh",
     "tensor_method",
+    "unsqueeze",
     "use_backend",
     "using_backend",
 ]

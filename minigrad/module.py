@@ -9,11 +9,28 @@ and moved by :meth:`Module.to` together with the parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 
 from minigrad import backend
 from minigrad.tensor import Tensor
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` found: names the module has and the state lacks, and the reverse."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class StateDictKeyError(KeyError, RuntimeError):
+    """A strict ``load_state_dict`` met missing or unexpected keys.
+
+    A KeyError, and a RuntimeError as PyTorch raises, so either ``except`` catches it.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class Parameter(Tensor):
@@ -122,28 +139,41 @@ class Module:
             state[name] = backend.namespace(value).asarray(value, copy=True) if backend.is_array(value) else value
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Set parameters and buffers from `state`; names and shapes must match exactly.
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Set parameters and buffers from `state`, as PyTorch's ``load_state_dict``.
+
+        With ``strict=True`` (the default) the names must match exactly, else
+        :class:`StateDictKeyError` names the missing and unexpected keys. With
+        ``strict=False`` the names both sides have are loaded and the others are
+        left alone. Shapes must always match: a wrong one raises ValueError naming
+        the key and both shapes. Nothing is changed when anything is wrong.
 
         Values are copied onto the device and dtype each parameter already has.
-        Nothing is changed when any name or shape is wrong.
+        Returns the missing and unexpected keys, as ``(missing_keys, unexpected_keys)``.
         """
+        if not isinstance(strict, bool):
+            raise TypeError(f"load_state_dict: strict: expected True or False, got {strict!r}")
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict: state: expected a dict of name -> array, got {type(state).__name__}")
         own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        result = IncompatibleKeys(sorted(set(own) - set(state)), sorted(set(state) - set(own)))
+        if strict and (result.missing_keys or result.unexpected_keys):
+            raise StateDictKeyError(
+                f"load_state_dict: missing keys {result.missing_keys}, unexpected keys {result.unexpected_keys}"
+                " (pass strict=False to load the keys both sides have)"
+            )
         for name, current in own.items():
-            incoming = state[name]
-            if backend.is_array(current):
-                shape = tuple(getattr(incoming, "shape", ()))
+            if name in state and backend.is_array(current):
+                shape = tuple(getattr(state[name], "shape", ()))
                 if shape != tuple(current.shape):
                     raise ValueError(f"load_state_dict: {name!r} expects shape {tuple(current.shape)}, got {shape}")
         for prefix, module in self.named_modules():
             for table in (module._parameters, module._buffers):
                 for name in list(table):
                     key = f"{prefix}.{name}" if prefix else name
-                    module._load_value(name, state[key])
+                    if key in state:
+                        module._load_value(name, state[key])
+        return result
 
     def _load_value(self, name: str, incoming: Any) -> None:
         current = getattr(self, name)

@@ -236,6 +236,28 @@ class Tensor:
             raise ValueError(f"item(): expected a tensor with one element, got shape {self.shape}")
         return backend.item(self.data)
 
+    def __float__(self) -> float:
+        if self.size != 1:
+            raise TypeError(f"float(): only a tensor with one element converts to a Python number, got shape {self.shape}")
+        return float(self.item())
+
+    def __int__(self) -> int:
+        if self.size != 1:
+            raise TypeError(f"int(): only a tensor with one element converts to a Python number, got shape {self.shape}")
+        return int(self.item())
+
+    def tolist(self) -> Any:
+        """The data as nested Python lists of numbers (a plain number for a 0-d tensor), from any device."""
+        return self.numpy().tolist()
+
+    def numel(self) -> int:
+        """The number of elements (PyTorch's name for :attr:`size`)."""
+        return self.size
+
+    def dim(self) -> int:
+        """The number of axes (PyTorch's name for :attr:`ndim`)."""
+        return self.ndim
+
     def detach(self) -> Tensor:
         """The same data, cut from the graph (no gradient flows through it)."""
         return Tensor._make(self.data, requires_grad=False, creator=None)

@@ -1,7 +1,8 @@
 """Neural-network building blocks: Module, Parameter, layers, normalization and initialisation.
 
 Where things live: ``minigrad/module.py`` (Module, Parameter), ``layers.py`` (Linear,
-Conv2d, pooling, ...), ``init.py`` (He and Glorot), ``functional.py``
+Conv2d, pooling, containers, ...), ``activations.py`` (Tanh, Sigmoid, ...), ``losses.py``
+(CrossEntropyLoss, MSELoss, ...), ``init.py`` (He and Glorot), ``functional.py``
 (stateless functions of tensors). BatchNorm and Batch Renorm layers, the
 r_max/d_max schedule and clipping telemetry live in :mod:`minigrad.norm`
 and are re-exported here.
@@ -9,6 +10,7 @@ and are re-exported here.
 
 from minigrad.module import Module, Parameter
 from minigrad.nn import functional, init
+from minigrad.nn.activations import LeakyReLU, LogSoftmax, Sigmoid, Softmax, Tanh
 from minigrad.nn.layers import (
     AvgPool2d,
     Conv2d,
@@ -18,9 +20,11 @@ from minigrad.nn.layers import (
     Identity,
     Linear,
     MaxPool2d,
+    ModuleList,
     ReLU,
     Sequential,
 )
+from minigrad.nn.losses import CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from minigrad.norm import (
     BatchNorm1d,
     BatchNorm2d,
@@ -32,7 +36,8 @@ from minigrad.norm import (
 )
 
 __all__ = [
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d", "Dropout", "Flatten",
-    "GlobalAvgPool2d", "Identity", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RenormSchedule",
-    "Sequential", "functional", "init", "renorm_schedule", "renorm_telemetry",
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d", "CrossEntropyLoss",
+    "Dropout", "Flatten", "GlobalAvgPool2d", "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss",
+    "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter", "ReLU", "RenormSchedule", "Sequential", "Sigmoid",
+    "Softmax", "Tanh", "functional", "init", "renorm_schedule", "renorm_telemetry",
 ]  # fmt: skip

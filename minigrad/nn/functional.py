@@ -11,3 +11,4 @@ from minigrad.norm.functional import batch_norm, batch_renorm
 from minigrad.ops import cross_entropy, log_softmax, relu, softmax
 
 __all__ = ["batch_norm", "batch_renorm", "cross_entropy", "log_softmax", "relu", "softmax"]
+from minigrad.ops import l1_loss, leaky_relu, mse_loss, nll_loss, sigmoid, tanh  # noqa: F401

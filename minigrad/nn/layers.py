@@ -1,4 +1,4 @@
-"""Layers other than normalization: Linear, Conv2d, pooling, ReLU, Dropout, Flatten, Sequential.
+"""Layers other than normalization: Linear, Conv2d, pooling, ReLU, Dropout, Flatten, Sequential, ModuleList.
 
 Constructor arguments follow PyTorch's names so that models read the same.
 Layers with weights take ``dtype`` and a ``generator``
@@ -16,7 +16,7 @@ Re-initialise with the functions in :mod:`minigrad.nn.init` to get another schem
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from numbers import Real
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "Identity",
     "Linear",
     "MaxPool2d",
+    "ModuleList",
     "ReLU",
     "Sequential",
 ]
@@ -241,3 +242,75 @@ class Sequential(Module):
         for module in self._modules.values():
             x = module(x)
         return x
+
+
+class ModuleList(Module):
+    """A list of sub-modules whose parameters the parent finds; it has no ``forward`` (loop over it yourself).
+
+    Sub-modules are named "0", "1", ..., as in :class:`Sequential` and in PyTorch.
+    """
+
+    def __init__(self, modules: Iterable[Module] = ()) -> None:
+        super().__init__()
+        self.extend(modules)
+
+    def _check(self, module: Any, position: int) -> Module:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: expected Modules, got {type(module).__name__} at position {position}")
+        return module
+
+    def _index(self, index: Any) -> int:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"ModuleList: index: expected an int or a slice, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"ModuleList: index {index} is out of range for {len(self)} modules")
+        return index % len(self)
+
+    def _renumber(self, modules: list[Module]) -> None:
+        for name in list(self._modules):
+            delattr(self, name)
+            self._modules.pop(name, None)
+        for i, module in enumerate(modules):
+            setattr(self, str(i), module)
+
+    def append(self, module: Module) -> ModuleList:
+        """Add `module` at the end; returns self."""
+        setattr(self, str(len(self)), self._check(module, len(self)))
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        """Add every module of `modules` at the end; returns self."""
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        """Put `module` before position `index` (as ``list.insert``)."""
+        modules = list(self._modules.values())
+        modules.insert(index, self._check(module, index))
+        self._renumber(modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def __getitem__(self, index: int | slice) -> Module:
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(modules[index])
+        return modules[self._index(index)]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        setattr(self, str(self._index(index)), self._check(module, index))
+
+    def __delitem__(self, index: int) -> None:
+        modules = list(self._modules.values())
+        del modules[self._index(index)]
+        self._renumber(modules)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "ModuleList has no forward: loop over it (for layer in self.layers: x = layer(x)), or use Sequential"
+        )

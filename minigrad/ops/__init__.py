@@ -7,11 +7,13 @@ in the module of its family, then export the function here.
 
 from minigrad.ops.conv import avg_pool2d, conv2d, dropout, global_avg_pool2d, max_pool2d
 from minigrad.ops.elementwise import (
+    abs,
     add,
     div,
     equal,
     exp,
     greater,
+    leaky_relu,
     less,
     log,
     maximum,
@@ -25,11 +27,25 @@ from minigrad.ops.elementwise import (
     tanh,
 )
 from minigrad.ops.linalg import matmul
-from minigrad.ops.loss import cross_entropy, log_softmax, softmax
+from minigrad.ops.loss import cross_entropy, l1_loss, log_softmax, mse_loss, nll_loss, softmax
 from minigrad.ops.reduce import argmax, max, mean, sum
-from minigrad.ops.shape import concatenate, flatten, pad, permute, reshape, stack, take, transpose
+from minigrad.ops.shape import (
+    concatenate,
+    flatten,
+    pad,
+    permute,
+    reshape,
+    squeeze,
+    stack,
+    t,
+    take,
+    transpose,
+    unsqueeze,
+    view,
+)
 
 __all__ = [
+    "abs",
     "add",
     "argmax",
     "avg_pool2d",
@@ -43,16 +59,20 @@ __all__ = [
     "flatten",
     "global_avg_pool2d",
     "greater",
+    "l1_loss",
+    "leaky_relu",
     "less",
     "log",
     "log_softmax",
     "matmul",
-    "max_pool2d",
     "max",
+    "max_pool2d",
     "maximum",
     "mean",
+    "mse_loss",
     "mul",
     "neg",
+    "nll_loss",
     "pad",
     "permute",
     "pow",
@@ -61,10 +81,14 @@ __all__ = [
     "sigmoid",
     "softmax",
     "sqrt",
+    "squeeze",
     "stack",
     "sub",
     "sum",
+    "t",
     "take",
     "tanh",
     "transpose",
+    "unsqueeze",
+    "view",
 ]

@@ -6,9 +6,10 @@ broadcast shape and the engine sums them back to each operand's shape.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
 
@@ -150,6 +151,33 @@ class Relu(Function):
         return grad * self.mask
 
 
+class Abs(Function):
+    """|x|; the gradient is sign(x), 0 at x = 0 (as PyTorch)."""
+
+    def forward(self, x):
+        xp = backend.namespace(x)
+        self.sign = xp.sign(x)
+        return xp.abs(x)
+
+    def backward(self, grad):
+        return grad * self.sign
+
+
+class LeakyRelu(Function):
+    """x for x > 0, negative_slope * x otherwise; the gradient at exactly 0 is negative_slope."""
+
+    negative_slope: float
+
+    def forward(self, x):
+        xp = backend.namespace(x)
+        positive = xp.astype(x > 0, x.dtype)
+        self.slope = positive + self.negative_slope * (1 - positive)
+        return x * self.slope
+
+    def backward(self, grad):
+        return grad * self.slope
+
+
 class Maximum(Function):
     """Elementwise maximum; at ties the gradient is split equally between the operands."""
 
@@ -269,6 +297,20 @@ def sigmoid(x: Tensor) -> Tensor:
 def relu(x: Tensor) -> Tensor:
     """max(x, 0); the gradient at exactly 0 is 0."""
     return Relu.apply(x)
+
+
+@tensor_method("abs", "__abs__")
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - the op's name, as abs(tensor) calls it
+    """|x| elementwise; ``abs(t)`` works too. The gradient at 0 is 0."""
+    return Abs.apply(x)
+
+
+@tensor_method("leaky_relu")
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else ``negative_slope * x`` (PyTorch's default slope 0.01)."""
+    if not (validate.is_real(negative_slope) and math.isfinite(negative_slope)):
+        raise ValueError(f"leaky_relu: negative_slope: expected a finite number, got {negative_slope!r}")
+    return LeakyRelu.apply(x, negative_slope=float(negative_slope))
 
 
 @tensor_method("maximum")

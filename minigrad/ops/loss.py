@@ -1,8 +1,15 @@
-"""Softmax, log-softmax and the fused, numerically stable cross-entropy."""
+"""Softmax, log-softmax, the fused and numerically stable cross-entropy, and the other losses.
+
+Losses take ``reduction`` as PyTorch does: ``"mean"`` (the default), ``"sum"``
+or ``"none"`` (one loss per example).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from minigrad import backend
+from minigrad.ops import elementwise, reduce
 from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
 
@@ -65,23 +72,88 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     return Softmax.apply(x, axis=axis % x.ndim)
 
 
-def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy of `logits` (N, C) against integer class `labels` (N,).
+REDUCTIONS = ("mean", "sum", "none")
 
-    Fused: log-softmax and the negative log-likelihood in one op, stable for
-    logits as large as ±1e4 (no NaN, no inf).
-    """
-    labels = as_tensor(labels, like=logits) if not isinstance(labels, Tensor) else labels
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must have shape (N, C), got {logits.shape}")
-    if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"cross_entropy: labels must have shape ({logits.shape[0]},) to match logits, got {labels.shape}")
+
+def check_reduction(owner: str, reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{owner}: reduction: expected one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
+    return reduction
+
+
+def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return reduce.mean(losses)
+    return reduce.sum(losses) if reduction == "sum" else losses
+
+
+def _check_class_labels(owner: str, scores: Tensor, labels: Any) -> Tensor:
+    """`labels` as an integer tensor of shape (N,) with values in [0, C) for `scores` of shape (N, C)."""
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"{owner}: input: expected a Tensor of shape (N, C), got {type(scores).__name__}")
+    labels = as_tensor(labels, like=scores) if not isinstance(labels, Tensor) else labels
+    if scores.ndim != 2:
+        raise ValueError(f"{owner}: input must have shape (N, C), got {scores.shape}")
+    if labels.ndim != 1 or labels.shape[0] != scores.shape[0]:
+        raise ValueError(f"{owner}: labels must have shape ({scores.shape[0]},) to match the input, got {labels.shape}")
     if backend.is_floating(labels.data) or backend.dtype_name(labels.dtype) == "bool":
-        raise TypeError(f"cross_entropy: labels must be integers, got dtype {backend.dtype_name(labels.dtype)}")
-    if logits.shape[0] == 0:
-        raise ValueError("cross_entropy: the batch is empty (logits of shape (0, C))")
+        raise TypeError(f"{owner}: labels must be integers (class indices), got dtype {backend.dtype_name(labels.dtype)}")
+    if scores.shape[0] == 0:
+        raise ValueError(f"{owner}: the batch is empty (input of shape (0, C))")
     xp = backend.namespace(labels.data)
     low, high = backend.item(xp.min(labels.data)), backend.item(xp.max(labels.data))
-    if low < 0 or high >= logits.shape[1]:
-        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), got values from {low} to {high}")
-    return CrossEntropy.apply(logits, labels)
+    if low < 0 or high >= scores.shape[1]:
+        raise ValueError(f"{owner}: labels must lie in [0, {scores.shape[1]}), got values from {low} to {high}")
+    return labels
+
+
+def cross_entropy(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of `logits` (N, C) against integer class `labels` (N,), as ``torch.nn.functional.cross_entropy``.
+
+    The mean is fused: log-softmax and the negative log-likelihood in one op,
+    stable for logits as large as ±1e4 (no NaN, no inf). ``"sum"`` and
+    ``"none"`` go through :func:`nll_loss` of :func:`log_softmax`, equally stable.
+    """
+    check_reduction("cross_entropy", reduction)
+    labels = _check_class_labels("cross_entropy", logits, labels)
+    if reduction == "mean":
+        return CrossEntropy.apply(logits, labels)
+    return nll_loss(log_softmax(logits, axis=1), labels, reduction=reduction)
+
+
+def nll_loss(log_probs: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood: ``-log_probs[i, labels[i]]`` per example, for `log_probs` (N, C) from :func:`log_softmax`."""
+    check_reduction("nll_loss", reduction)
+    labels = _check_class_labels("nll_loss", log_probs, labels)
+    xp = backend.namespace(log_probs.data)
+    classes = xp.arange(log_probs.shape[1], device=log_probs.data.device)
+    one_hot = Tensor._make(xp.astype(labels.data[:, None] == classes[None, :], log_probs.dtype), False, None)
+    return _reduce(-reduce.sum(log_probs * one_hot, axis=1), reduction)
+
+
+def _check_same_shape(owner: str, prediction: Tensor, target: Any) -> Tensor:
+    if not isinstance(prediction, Tensor):
+        raise TypeError(f"{owner}: input: expected a Tensor, got {type(prediction).__name__}")
+    if not isinstance(target, Tensor):  # host data takes the prediction's dtype and device
+        target = as_tensor(target, like=prediction)
+        target = Tensor._make(backend.astype(target.data, prediction.dtype), requires_grad=False, creator=None)
+    if target.shape != prediction.shape:
+        raise ValueError(
+            f"{owner}: target must have the input's shape {prediction.shape}, got {target.shape} "
+            "(minigrad does not broadcast a loss's operands; reshape one of them)"
+        )
+    return target
+
+
+def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Squared error ``(prediction - target) ** 2``, averaged by default; both operands get gradients."""
+    check_reduction("mse_loss", reduction)
+    target = _check_same_shape("mse_loss", prediction, target)
+    return _reduce((prediction - target) ** 2, reduction)
+
+
+def l1_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Absolute error ``|prediction - target|``, averaged by default (gradient 0 where they are equal)."""
+    check_reduction("l1_loss", reduction)
+    target = _check_same_shape("l1_loss", prediction, target)
+    return _reduce(elementwise.abs(prediction - target), reduction)

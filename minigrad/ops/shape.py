@@ -119,10 +119,61 @@ def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
     return Reshape.apply(x, shape=shape)
 
 
+def _dim(name: str, dim: Any, ndim: int) -> int:
+    """`dim` as an axis in [0, ndim), accepting negatives as PyTorch does; else a clear error naming `name`."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{name}: dim: expected an int, got {type(dim).__name__} {dim!r}")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name}: dim: expected an axis in [{-ndim}, {ndim - 1}], got {dim}")
+    return dim % ndim
+
+
 @tensor_method("flatten")
-def flatten(x: Tensor, start_axis: int = 1) -> Tensor:
-    """Merge the axes from `start_axis` on into one (by default keep the batch axis)."""
-    return reshape(x, x.shape[:start_axis] + (-1,))
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge axes `start_dim` to `end_dim` (both included) into one, as ``torch.flatten``.
+
+    ``x.flatten()`` is 1-d; ``x.flatten(1)`` keeps the batch axis. A 0-d tensor becomes shape (1,).
+    """
+    if x.ndim == 0:
+        _dim("flatten", start_dim, 1), _dim("flatten", end_dim, 1)
+        return reshape(x, (1,))
+    start, end = _dim("flatten", start_dim, x.ndim), _dim("flatten", end_dim, x.ndim)
+    if start > end:
+        raise ValueError(
+            f"flatten: start_dim must not come after end_dim, got start_dim={start_dim}, end_dim={end_dim} "
+            f"for shape {x.shape}"
+        )
+    return reshape(x, x.shape[:start] + (math.prod(x.shape[start : end + 1]),) + x.shape[end + 1 :])
+
+
+@tensor_method("view")
+def view(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
+    """PyTorch's name for :func:`reshape` (the result is a new tensor; minigrad has no aliasing views)."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, Sequence)):
+        raise TypeError(
+            f"view: shape: expected ints or a sequence of ints, got {type(shape[0]).__name__}; "
+            "to change the dtype use .astype(dtype)"
+        )
+    return reshape(x, *shape)
+
+
+@tensor_method("unsqueeze")
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """Insert a size-1 axis at position `dim` (in [-ndim-1, ndim]), as ``torch.unsqueeze``."""
+    axis = _dim("unsqueeze", dim, x.ndim + 1)
+    return Reshape.apply(x, shape=x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+@tensor_method("squeeze")
+def squeeze(x: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+    """Remove size-1 axes: all of them, or only those among `dim` (others are left alone, as in PyTorch)."""
+    if dim is None:
+        axes = {i for i, n in enumerate(x.shape) if n == 1}
+    else:
+        dims = (dim,) if isinstance(dim, int) else tuple(dim)
+        checked = {_dim("squeeze", d, max(x.ndim, 1)) for d in dims}  # a 0-d tensor accepts dim 0 and -1
+        axes = {a for a in checked if a < x.ndim and x.shape[a] == 1}
+    return Reshape.apply(x, shape=tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
 
 @tensor_method("permute")
@@ -146,6 +197,16 @@ def transpose(x: Tensor, axis0: int = -2, axis1: int = -1) -> Tensor:
 
 
 Tensor.T = property(lambda self: transpose(self))  # matrix transpose of the last two axes
+
+
+@tensor_method("t")
+def t(x: Tensor) -> Tensor:
+    """Matrix transpose of a tensor with at most 2 axes (0-d and 1-d come back unchanged), as ``torch.t``."""
+    if x.ndim > 2:
+        raise ValueError(
+            f"t: expected a tensor with at most 2 axes, got shape {x.shape}; use .transpose(axis0, axis1) or .permute(...)"
+        )
+    return transpose(x) if x.ndim == 2 else Reshape.apply(x, shape=x.shape)
 
 
 def _unwrap_key(key: Any) -> Any:

@@ -29,7 +29,8 @@ class SGD(Optimizer):
 
     Args:
         params: the parameters to train (``model.parameters()``).
-        lr: learning rate, > 0. Required: no value suits every model.
+        lr: learning rate, > 0. Default 1e-3, PyTorch's default since version 2.2; small and safe rather
+            than fast: SGD on a fresh model usually wants 0.01 to 0.1 (``minigrad train`` uses 0.05).
         momentum: momentum factor in [0, 1); 0 turns momentum off. 0.9 is the usual choice.
         nesterov: use Nesterov momentum; needs momentum > 0.
         weight_decay: L2 penalty factor >= 0, added to the gradient as ``weight_decay * p``.
@@ -43,7 +44,7 @@ class SGD(Optimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float,
+        lr: float = 1e-3,
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,

@@ -1,0 +1,345 @@
+"""What a PyTorch user types first works with the same names and meaning, or says what to write instead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad import backend as B
+from tests.helpers import host, tensor
+from tests.strategies import arrays, leaf, shapes
+
+# ----------------------------------------------------------------------------
+# Python conversions and small Tensor methods
+# ----------------------------------------------------------------------------
+
+
+def test_float_and_int_of_a_one_element_tensor():
+    loss = (tensor([1.5, 2.25]) * 2).sum()
+    assert float(loss) == 7.5 and isinstance(float(loss), float)
+    assert int(tensor([[3.75]])) == 3
+    assert int(mg.Tensor(np.array([-2], dtype=np.int64))) == -2
+    assert f"{float(loss):.1f}" == "7.5"
+
+
+@pytest.mark.parametrize("convert", [float, int])
+def test_float_and_int_of_a_larger_tensor_name_the_shape(convert):
+    with pytest.raises(TypeError, match=r"one element.*got shape \(2, 3\)"):
+        convert(tensor(np.ones((2, 3))))
+
+
+@given(shape=shapes(min_dims=0), data=st.data())
+def test_tolist_numel_dim_match_numpy(shape, data):
+    x = data.draw(arrays(shape))
+    t = leaf(x, requires_grad=False)
+    assert t.tolist() == x.tolist()
+    assert t.numel() == x.size and t.dim() == x.ndim
+
+
+# ----------------------------------------------------------------------------
+# abs and leaky_relu: values and gradients
+# ----------------------------------------------------------------------------
+
+
+@given(shape=shapes(min_dims=0), data=st.data())
+def test_abs_values_and_gradient(shape, data):
+    x = data.draw(arrays(shape))
+    assume(np.min(np.abs(x), initial=1.0) > 1e-3)  # no kink inside the difference step
+    np.testing.assert_array_equal(host(abs(leaf(x))), np.abs(x))
+    np.testing.assert_array_equal(host(mg.abs(leaf(x))), np.abs(x))
+    assert mg.gradcheck(abs, [leaf(x)])
+    assert mg.gradcheck(lambda t: t.abs() * t, [leaf(x)])
+
+
+def test_abs_gradient_at_zero_is_zero():
+    t = tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    abs(t).sum().backward()
+    np.testing.assert_array_equal(host(t.grad), [-1.0, 0.0, 1.0])
+
+
+@given(shape=shapes(min_dims=0), slope=st.floats(-2, 2), data=st.data())
+def test_leaky_relu_values_and_gradient(shape, slope, data):
+    x = data.draw(arrays(shape))
+    assume(np.min(np.abs(x), initial=1.0) > 1e-3)
+    np.testing.assert_allclose(host(mg.nn.functional.leaky_relu(leaf(x), slope)), np.where(x > 0, x, slope * x))
+    assert mg.gradcheck(lambda t: t.leaky_relu(slope), [leaf(x)])
+
+
+def test_leaky_relu_default_slope_is_pytorchs():
+    out = mg.nn.LeakyReLU()(tensor([-100.0, 5.0]))
+    np.testing.assert_allclose(host(out), [-1.0, 5.0])
+
+
+@pytest.mark.parametrize("slope", [float("nan"), "0.1", None, True])
+def test_leaky_relu_refuses_a_bad_slope(slope):
+    with pytest.raises(ValueError, match="negative_slope: expected a finite number"):
+        mg.nn.functional.leaky_relu(tensor([1.0]), slope)
+    with pytest.raises(ValueError, match="LeakyReLU: negative_slope"):
+        mg.nn.LeakyReLU(slope)
+
+
+# ----------------------------------------------------------------------------
+# view, unsqueeze, squeeze, flatten, t
+# ----------------------------------------------------------------------------
+
+
+@given(shape=shapes(min_dims=1, max_dims=4), data=st.data())
+def test_shape_habits_match_numpy_and_pass_gradcheck(shape, data):
+    x = data.draw(arrays(shape))
+    ndim = len(shape)
+    dim = data.draw(st.integers(-ndim - 1, ndim))
+    np.testing.assert_array_equal(host(leaf(x).unsqueeze(dim)), np.expand_dims(x, dim))
+    assert mg.gradcheck(lambda t: t.unsqueeze(dim) * 2.0, [leaf(x)])
+
+    np.testing.assert_array_equal(host(leaf(x).squeeze()), np.squeeze(x))
+    assert mg.gradcheck(lambda t: t.squeeze(), [leaf(x)])
+    one = data.draw(st.integers(-ndim, ndim - 1))
+    expected = np.squeeze(x, one) if shape[one] == 1 else x  # a size > 1 axis is left alone, as in PyTorch
+    np.testing.assert_array_equal(host(leaf(x).squeeze(one)), expected)
+    np.testing.assert_array_equal(host(leaf(x).squeeze(tuple(range(ndim)))), np.squeeze(x))
+
+    start = data.draw(st.integers(0, ndim - 1))
+    end = data.draw(st.integers(start, ndim - 1))
+    merged = shape[:start] + (int(np.prod(shape[start : end + 1])),) + shape[end + 1 :]
+    np.testing.assert_array_equal(host(leaf(x).flatten(start, end)), x.reshape(merged))
+    np.testing.assert_array_equal(host(mg.flatten(leaf(x), start_dim=start - ndim)), x.reshape(shape[:start] + (-1,)))
+    assert leaf(x).flatten().shape == (x.size,)
+    assert mg.gradcheck(lambda t: t.flatten(start, end), [leaf(x)])
+
+    np.testing.assert_array_equal(host(leaf(x).view(-1)), x.reshape(-1))
+    np.testing.assert_array_equal(host(leaf(x).view(merged)), x.reshape(merged))
+    assert mg.gradcheck(lambda t: t.view(*reversed(shape)), [leaf(x)])
+
+
+@given(shape=shapes(min_dims=0, max_dims=2), data=st.data())
+def test_t_transposes_matrices_and_returns_vectors_unchanged(shape, data):
+    x = data.draw(arrays(shape))
+    np.testing.assert_array_equal(host(leaf(x).t()), x.T)
+    assert mg.gradcheck(lambda t: t.t() * 3.0, [leaf(x)])
+
+
+def test_flatten_of_a_scalar_is_one_element():
+    assert tensor(2.0).flatten().shape == (1,)
+
+
+def test_shape_habit_errors_name_the_argument():
+    x = tensor(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"unsqueeze: dim: expected an axis in \[-3, 2\], got 3"):
+        x.unsqueeze(3)
+    with pytest.raises(ValueError, match=r"squeeze: dim: expected an axis in \[-2, 1\], got 2"):
+        x.squeeze(2)
+    with pytest.raises(TypeError, match="unsqueeze: dim: expected an int, got float"):
+        x.unsqueeze(1.0)
+    with pytest.raises(ValueError, match="flatten: start_dim must not come after end_dim"):
+        x.flatten(1, 0)
+    with pytest.raises(ValueError, match=r"t: expected a tensor with at most 2 axes, got shape \(1, 2, 3\)"):
+        x.unsqueeze(0).t()
+    with pytest.raises(ValueError, match=r"cannot reshape a tensor of shape \(2, 3\)"):
+        x.view(4, 2)
+    with pytest.raises(TypeError, match=r"view: shape: .*astype"):
+        x.view(np.float32)
+
+
+# ----------------------------------------------------------------------------
+# Losses: functions and modules
+# ----------------------------------------------------------------------------
+
+NUMPY_REDUCE = {"mean": np.mean, "sum": np.sum, "none": lambda v: v}
+
+
+@pytest.mark.parametrize("reduction", sorted(NUMPY_REDUCE))
+@given(shape=shapes(min_dims=1), data=st.data())
+def test_mse_and_l1_losses(reduction, shape, data):
+    a, b = data.draw(arrays(shape)), data.draw(arrays(shape))
+    assume(np.min(np.abs(a - b), initial=1.0) > 1e-3)  # l1: no kink inside the difference step
+    got = mg.nn.functional.mse_loss(leaf(a), leaf(b), reduction=reduction)
+    np.testing.assert_allclose(host(got), NUMPY_REDUCE[reduction]((a - b) ** 2), rtol=1e-12)
+    module = mg.nn.MSELoss(reduction=reduction)(leaf(a), leaf(b))
+    np.testing.assert_allclose(host(module), host(got), rtol=1e-12)
+    np.testing.assert_allclose(host(mg.nn.L1Loss(reduction)(leaf(a), b)), NUMPY_REDUCE[reduction](np.abs(a - b)))
+    assert mg.gradcheck(lambda p, q: mg.ops.mse_loss(p, q, reduction), [leaf(a), leaf(b)])
+    assert mg.gradcheck(lambda p, q: mg.ops.l1_loss(p, q, reduction), [leaf(a), leaf(b)])
+
+
+def test_mse_loss_host_target_takes_the_input_dtype():
+    prediction = mg.Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    loss = mg.ops.mse_loss(prediction, np.zeros(3))
+    assert B.dtype_name(loss.dtype) == "float32"
+    assert float(loss) == 1.0
+
+
+@pytest.mark.parametrize("reduction", sorted(NUMPY_REDUCE))
+@given(data=st.data(), n=st.integers(1, 5), c=st.integers(1, 5))
+def test_cross_entropy_and_nll_reductions(reduction, data, n, c):
+    x = data.draw(arrays((n, c), -5.0, 5.0))
+    labels = np.asarray(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    per_example = -log_probs[np.arange(n), labels]
+    expected = NUMPY_REDUCE[reduction](per_example)
+    ce = mg.nn.CrossEntropyLoss(reduction=reduction)(leaf(x), mg.Tensor(labels))
+    np.testing.assert_allclose(host(ce), expected, rtol=1e-9, atol=1e-12)
+    nll = mg.nn.NLLLoss(reduction=reduction)(mg.nn.LogSoftmax(dim=1)(leaf(x)), labels)
+    np.testing.assert_allclose(host(nll), expected, rtol=1e-9, atol=1e-12)
+    assert mg.gradcheck(lambda t: mg.cross_entropy(t, mg.Tensor(labels), reduction=reduction), [leaf(x)])
+    assert mg.gradcheck(lambda t: mg.ops.nll_loss(t, mg.Tensor(labels), reduction=reduction), [leaf(x)])
+
+
+def test_loss_errors_name_the_argument():
+    x = tensor(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"mse_loss: reduction: expected one of 'mean', 'sum', 'none', got 'avg'"):
+        mg.ops.mse_loss(x, x, reduction="avg")
+    with pytest.raises(ValueError, match=r"MSELoss: reduction: expected one of"):
+        mg.nn.MSELoss(reduction="elementwise_mean")
+    with pytest.raises(ValueError, match=r"mse_loss: target must have the input's shape \(2, 3\), got \(3,\)"):
+        mg.ops.mse_loss(x, tensor(np.zeros(3)))
+    with pytest.raises(TypeError, match="mse_loss: input: expected a Tensor, got ndarray"):
+        mg.ops.mse_loss(np.zeros(3), x)
+    with pytest.raises(ValueError, match=r"nll_loss: labels must lie in \[0, 3\), got values from 0 to 3"):
+        mg.ops.nll_loss(x, np.array([0, 3]))
+    with pytest.raises(TypeError, match="cross_entropy: labels must be integers"):
+        mg.nn.CrossEntropyLoss()(x, tensor([0.0, 1.0]))
+
+
+# ----------------------------------------------------------------------------
+# Activation layers
+# ----------------------------------------------------------------------------
+
+
+@given(data=st.data(), shape=shapes(min_dims=2, max_dims=3))
+def test_activation_layers_compute_their_function(data, shape):
+    x = data.draw(arrays(shape))
+    np.testing.assert_allclose(host(mg.nn.Tanh()(leaf(x))), np.tanh(x), rtol=1e-12)
+    np.testing.assert_allclose(host(mg.nn.Sigmoid()(leaf(x))), 1 / (1 + np.exp(-x)), rtol=1e-12)
+    exp = np.exp(x - x.max(axis=1, keepdims=True))
+    softmax = exp / exp.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(host(mg.nn.Softmax(dim=1)(leaf(x))), softmax, rtol=1e-12)
+    np.testing.assert_allclose(host(mg.nn.LogSoftmax(dim=1)(leaf(x))), np.log(softmax), rtol=1e-9, atol=1e-12)
+    model = mg.nn.Sequential(mg.nn.Tanh(), mg.nn.Sigmoid(), mg.nn.Softmax(dim=-1))
+    assert mg.gradcheck(model, [leaf(x)])
+
+
+def test_softmax_layers_need_a_dim():
+    with pytest.raises(TypeError, match=r"Softmax: dim: expected the axis to normalise over, e\.g\. Softmax\(dim=1\)"):
+        mg.nn.Softmax()
+    with pytest.raises(TypeError, match="LogSoftmax: dim: expected an int, got str"):
+        mg.nn.LogSoftmax("1")
+    with pytest.raises(ValueError, match=r"Softmax: dim=2 is out of range for an input of shape \(2, 3\)"):
+        mg.nn.Softmax(dim=2)(tensor(np.zeros((2, 3))))
+
+
+# ----------------------------------------------------------------------------
+# ModuleList
+# ----------------------------------------------------------------------------
+
+
+def test_module_list_registers_its_modules_in_order():
+    class Stack(mg.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = mg.nn.ModuleList(mg.nn.Linear(3, 3) for _ in range(2))
+            self.layers.append(mg.nn.Tanh())
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    model = Stack()
+    assert len(model.layers) == 3 and isinstance(model.layers[-1], mg.nn.Tanh)
+    assert list(model.state_dict()) == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+    assert model(tensor(np.ones((2, 3))).astype("float32")).shape == (2, 3)
+    first = model.layers[0]
+    model.layers.insert(0, mg.nn.Identity())
+    assert model.layers[1] is first and "layers.1.weight" in model.state_dict()
+    del model.layers[0]
+    assert model.layers[0] is first and len(model.layers) == 3
+    model.layers[2] = mg.nn.Linear(3, 1)
+    assert model(tensor(np.ones((2, 3))).astype("float32")).shape == (2, 1)
+    assert len(model.layers[:2]) == 2
+
+
+def test_module_list_errors():
+    layers = mg.nn.ModuleList([mg.nn.Tanh()])
+    with pytest.raises(TypeError, match="ModuleList: expected Modules, got int at position 1"):
+        layers.append(3)
+    with pytest.raises(IndexError, match="ModuleList: index 1 is out of range for 1 modules"):
+        layers[1]
+    with pytest.raises(NotImplementedError, match="loop over it"):
+        layers(tensor([1.0]))
+
+
+# ----------------------------------------------------------------------------
+# load_state_dict(strict=...)
+# ----------------------------------------------------------------------------
+
+
+def _two_layers():
+    return mg.nn.Sequential(mg.nn.Linear(3, 4), mg.nn.ReLU(), mg.nn.Linear(4, 2))
+
+
+def test_strict_load_returns_empty_key_lists():
+    source, target = _two_layers(), _two_layers()
+    result = target.load_state_dict(source.state_dict())
+    assert result == ([], []) and result.missing_keys == [] and result.unexpected_keys == []
+    np.testing.assert_array_equal(target[2].weight.numpy(), source[2].weight.numpy())
+
+
+def test_non_strict_load_takes_the_shared_keys_and_reports_the_rest():
+    source, target = _two_layers(), _two_layers()
+    state = source.state_dict()
+    state.pop("2.bias")
+    state["head.weight"] = state["2.weight"]
+    untouched = target[2].bias.numpy().copy()
+    result = target.load_state_dict(state, strict=False)
+    assert result.missing_keys == ["2.bias"] and result.unexpected_keys == ["head.weight"]
+    np.testing.assert_array_equal(target[0].weight.numpy(), source[0].weight.numpy())
+    np.testing.assert_array_equal(target[2].bias.numpy(), untouched)
+
+
+def test_strict_mismatch_names_the_keys_and_changes_nothing():
+    source, target = _two_layers(), _two_layers()
+    state = source.state_dict()
+    state.pop("0.bias")
+    state["extra"] = state["2.bias"]
+    before = target[0].weight.numpy().copy()
+    for caught in (KeyError, RuntimeError):  # minigrad's KeyError, PyTorch's RuntimeError: both catch it
+        with pytest.raises(caught, match=r"missing keys \['0.bias'\], unexpected keys \['extra'\].*strict=False"):
+            target.load_state_dict(state)
+    np.testing.assert_array_equal(target[0].weight.numpy(), before)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_shape_mismatch_always_raises_naming_key_and_shapes(strict):
+    target = _two_layers()
+    state = _two_layers().state_dict()
+    state["2.weight"] = B.asarray(np.zeros((3, 4), dtype=np.float32))
+    before = target[0].weight.numpy().copy()
+    with pytest.raises(ValueError, match=r"'2.weight' expects shape \(2, 4\), got \(3, 4\)"):
+        target.load_state_dict(state, strict=strict)
+    np.testing.assert_array_equal(target[0].weight.numpy(), before)
+
+
+def test_load_state_dict_argument_errors():
+    model = _two_layers()
+    with pytest.raises(TypeError, match="strict: expected True or False, got 'no'"):
+        model.load_state_dict(model.state_dict(), strict="no")
+    with pytest.raises(TypeError, match="state: expected a dict of name -> array, got list"):
+        model.load_state_dict([])
+
+
+# ----------------------------------------------------------------------------
+# SGD's default learning rate
+# ----------------------------------------------------------------------------
+
+
+def test_sgd_default_learning_rate_is_pytorchs():
+    p = mg.nn.Parameter(np.array([1.0, 2.0]), dtype="float64")
+    opt = mg.optim.SGD([p])
+    assert opt.lr == 1e-3
+    p.grad = B.asarray(np.array([10.0, -10.0]))
+    opt.step()
+    np.testing.assert_allclose(p.numpy(), [1.0 - 1e-2, 2.0 + 1e-2])
