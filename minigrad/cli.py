@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from minigrad import distributed
+from minigrad import backend, distributed
 from minigrad.backend import BackendUnavailableError
 from minigrad.memory import keep_freed_memory
 from minigrad.runfolder import RunFolderWriteError
@@ -28,6 +28,8 @@ from minigrad.train import (
     TrainConfig,
     train,
 )
+
+np = backend.host
 
 
 def _positive_int(text: str) -> int:
@@ -342,13 +344,15 @@ def _run_command(argv: Sequence[str] | None) -> int:
     prog = f"minigrad {args.command}"
     try:
         if args.command == "train":
-            result = train(config_from_args(args))
+            with np.errstate(all="ignore"):  # a blow-up is reported once, as "training diverged", not as warnings
+                result = train(config_from_args(args))
             return _exit_status(result.interrupted, result.stop_signal)
         if args.command == "reproduce":
             from minigrad.reproduce import ReproduceConfig, reproduce
 
             fields = ReproduceConfig.__dataclass_fields__
-            study = reproduce(ReproduceConfig(**{name: value for name, value in vars(args).items() if name in fields}))
+            with np.errstate(all="ignore"):
+                study = reproduce(ReproduceConfig(**{k: v for k, v in vars(args).items() if k in fields}))
             return _exit_status(study.interrupted, study.stop_signal)
     except RunFolderWriteError as exc:
         return _fail(prog, exc, 1)
@@ -388,7 +392,7 @@ _FLAGS = {
     if name not in ("extra", "dtype", "eval_batch_size", "augment", "progress")
 }
 _PREFIX = re.compile(r"^(" + "|".join(_FLAGS) + r"): ")
-_ASSIGNMENT = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\"[^\"]*\"|[^\s,;)]+)")
+_ASSIGNMENT = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\"[^\"]*\"|[^\s,;:)]+)")
 
 
 def speak_flags(message: str) -> str:

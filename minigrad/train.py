@@ -162,7 +162,7 @@ class TrainConfig:
             if config.momentum is not None:
                 raise ConfigError(
                     f"momentum: the adam optimizer has no momentum setting, so momentum={config.momentum} would do "
-                    "nothing; leave it out, or pick optimizer='sgd' or 'rmsprop'"
+                    "nothing; leave it out, or pick optimizer=sgd or optimizer=rmsprop"
                 )
         else:
             config.momentum = DEFAULT_MOMENTUM if config.momentum is None else config.momentum
@@ -550,8 +550,7 @@ def _load_resumable(path: Path) -> dict[str, Any]:
     try:
         checkpoint = load_checkpoint(path)
     except Exception as exc:  # truncated, empty, bit-flipped, a .npy, another program's .npz: all say the same
-        detail = str(exc) or type(exc).__name__
-        raise ConfigError(f"resume: {path} is not a readable minigrad checkpoint ({detail})") from None
+        raise ConfigError(f"resume: {path} is not a readable minigrad checkpoint ({_why_unreadable(path, exc)})") from None
     if not isinstance(checkpoint, dict):
         raise ConfigError(f"resume: {path} is not a minigrad checkpoint (no state dict)")
     missing = [key for key in ("config", "step", "model", "optimizer", "scheduler", "loader") if key not in checkpoint]
@@ -568,6 +567,21 @@ def _load_resumable(path: Path) -> dict[str, Any]:
         raise ConfigError(f"resume: {path} holds no readable run configuration (a damaged checkpoint?)")
     checkpoint["config"] = saved
     return checkpoint
+
+
+def _why_unreadable(path: Path, exc: BaseException) -> str:
+    """What is wrong with a checkpoint file that failed to load, in a few words."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(6)
+    except OSError:
+        head = b""
+    if not head:
+        return "the file is empty"
+    if head == b"\x93NUMPY":
+        return "a .npy array, not a checkpoint archive"
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return str(cause).strip("'\"") or type(cause).__name__
 
 
 def _scaled_to_steps(config: TrainConfig | dict[str, Any]) -> bool:
@@ -633,8 +647,11 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
         history = checkpoint["settings_history"]
         try:
             model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
+            # the optimization settings are this session's (the same as the checkpoint's unless allow_changed)
+            fresh = optimizer.state_dict()
+            settings = {key: fresh[key] for key in ("lr", *type(optimizer).HYPERPARAMETERS)}
+            optimizer.load_state_dict({**checkpoint["optimizer"], **settings})
+            scheduler.load_state_dict({**checkpoint["scheduler"], "base_lr": config.lr})
             # with several ranks, rank r continues its own augmentation stream (the sampler is the same on all)
             loader.load_state_dict(checkpoint.get("loader_ranks", [checkpoint["loader"]] * comm.size)[comm.rank])
             if ema is not None:
@@ -846,6 +863,10 @@ def _load_data(config: TrainConfig) -> tuple[mg.data.Dataset, mg.data.Dataset]:
                 f"{config.train_subset} cannot be drawn"
             )
         train_set = train_set.subset(config.train_subset, seed=config.seed)
+    if config.batch_size > len(train_set):
+        raise ConfigError(
+            f"batch_size: the training set has {len(train_set)} images, fewer than one batch of {config.batch_size}"
+        )
     return train_set, test_set
 
 
