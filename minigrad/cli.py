@@ -32,11 +32,27 @@ from minigrad.train import (
 np = backend.host
 
 
+def _integer(text: str) -> int:
+    """An integer option's value (the range is checked with the configuration, which names the option)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
+
+
+def _number(text: str) -> float:
+    """A real option's value; NaN and infinities parse, and the configuration refuses them by name."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,17 +107,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--r-max",
-        type=float,
+        type=_number,
         help="--norm brn: a fixed r_max instead of the paper's schedule scaled to --steps (default: the schedule)",
     )
     model.add_argument(
         "--d-max",
-        type=float,
+        type=_number,
         help="--norm brn: a fixed d_max instead of the paper's schedule scaled to --steps (default: the schedule)",
     )
     model.add_argument(
         "--norm-momentum",
-        type=float,
+        type=_number,
         default=defaults.norm_momentum,
         help="update rate of the running statistics (default: %(default)s)",
     )
@@ -142,10 +158,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.optimizer,
         help="sgd is Nesterov momentum SGD (default: %(default)s)",
     )
-    optim.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default: %(default)s)")
-    optim.add_argument("--momentum", type=float, help=f"sgd and rmsprop only; adam has none (default: {DEFAULT_MOMENTUM})")
+    optim.add_argument("--lr", type=_number, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    optim.add_argument("--momentum", type=_number, help=f"sgd and rmsprop only; adam has none (default: {DEFAULT_MOMENTUM})")
     optim.add_argument(
-        "--weight-decay", type=float, default=defaults.weight_decay, help="L2 weight decay (default: %(default)s)"
+        "--weight-decay", type=_number, default=defaults.weight_decay, help="L2 weight decay (default: %(default)s)"
     )
     optim.add_argument(
         "--lr-schedule",
@@ -155,7 +171,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     optim.add_argument(
         "--warmup-steps",
-        type=int,
+        type=_integer,
         default=defaults.warmup_steps,
         help="linear learning-rate warm-up over this many steps (default: %(default)s)",
     )
@@ -164,7 +180,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     optim.add_argument(
         "--ema",
-        type=float,
+        type=_number,
         metavar="DECAY",
         help="evaluate an exponential moving average of the weights with this decay (default: off)",
     )
@@ -187,7 +203,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="numpy (CPU) or cupy (NVIDIA GPU) (default: %(default)s)",
     )
     run.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of weights, batches and augmentation (default: %(default)s)"
+        "--seed",
+        type=_integer,
+        default=defaults.seed,
+        help="seed of weights, batches and augmentation (default: %(default)s)",
     )
     run.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar (default: a progress bar)"
@@ -275,7 +294,7 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated arms to run (default: all): {', '.join(ARM_NAMES)}",
     )
     study.add_argument("--seeds", type=_positive_int, default=defaults.seeds, help="seeds per arm (default: %(default)s)")
-    study.add_argument("--seed", type=int, default=defaults.seed, help="first seed (default: %(default)s)")
+    study.add_argument("--seed", type=_integer, default=defaults.seed, help="first seed (default: %(default)s)")
     study.add_argument(
         "--labels-per-batch",
         type=_positive_int,
@@ -297,15 +316,15 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument(
         "--batch-size", type=_positive_int, default=defaults.batch_size, help="batch size (default: %(default)s)"
     )
-    budget.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    budget.add_argument("--lr", type=_number, default=defaults.lr, help="peak learning rate (default: %(default)s)")
     budget.add_argument(
         "--norm-momentum",
-        type=float,
+        type=_number,
         default=defaults.norm_momentum,
         help=f"update rate of the running statistics (default {defaults.norm_momentum})",
     )
     budget.add_argument("--model", choices=MODELS, help="default: digits_gap_cnn for digits, cifar_cnn for cifar10")
-    budget.add_argument("--ema", type=float, metavar="DECAY", help="evaluate an exponential moving average of the weights")
+    budget.add_argument("--ema", type=_number, metavar="DECAY", help="evaluate an exponential moving average of the weights")
     budget.add_argument(
         "--no-augment", dest="augment", action="store_false", default=None, help="no crop and flip on CIFAR-10"
     )

@@ -198,6 +198,12 @@ class TrainConfig:
                     f"size must be a multiple of {group}, got {config.batch_size}"
                 )
         vbs = config.virtual_batch_size
+        if config.norm != "none" and (vbs or config.batch_size) < 2:
+            name = "virtual_batch_size" if vbs else "batch_size"
+            raise ConfigError(
+                f"{name}: BatchNorm and Batch Renorm normalize over the examples of a group, so a group needs at "
+                f"least 2 of them, got {vbs or config.batch_size}"
+            )
         if vbs is not None and (vbs < 1 or config.batch_size % vbs):
             raise ConfigError(
                 f"virtual_batch_size: expected a positive divisor of batch_size={config.batch_size}, got {vbs}"
