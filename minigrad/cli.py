@@ -206,7 +206,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=_integer,
         default=defaults.seed,
-        help="seed of weights, batches and augmentation (default: %(default)s)",
+        help="seed of weights, batches, augmentation (default: %(default)s)",
     )
     run.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar (default: a progress bar)"
