@@ -197,7 +197,12 @@ def _get(record: dict, key: str) -> Any:
 
 def _parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, 3, 32, 32), int64 labels (N,)) from the bytes of one batch file."""
-    record = unpickle_restricted(raw)
+    try:
+        record = unpickle_restricted(raw)
+    except pickle.UnpicklingError as exc:  # a hostile pickle, refused: say which file it was
+        raise pickle.UnpicklingError(f"{source}: {exc}") from exc
+    except Exception as exc:  # garbage
+        raise CorruptArchiveError(f"{source}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from exc
     if not isinstance(record, dict):
         raise CorruptArchiveError(f"{source}: expected a pickled dict, got {type(record).__name__}")
     try:
