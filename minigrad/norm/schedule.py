@@ -100,26 +100,30 @@ class RenormSchedule:
         Δ = 0.01, while the plain proportional scaling to 300 steps leaves 12
         steps, a tenth of one. The default 5 leaves e^(−5) < 1% of the
         initial values. The ramps keep their scaled lengths and start after
-        the warm-up; no step count exceeds `total_steps`. Tutorial 03 shows
+        the warm-up, and a lengthened schedule ends by `total_steps`. Tutorial 03 shows
         the rule at work.
         """
         validate.positive_int("total_steps", total_steps)
         validate.positive_int("reference_steps", reference_steps)
         factor = total_steps / reference_steps
-        warmup = round(self.warmup_steps * factor)
+        scaled_warmup = round(self.warmup_steps * factor)
+        warmup = scaled_warmup
         if momentum is not None:
             rate = validate.fraction("momentum", momentum, why="the update rate Δ of the moving averages")
             validate.positive_number("time_constants", time_constants)
             if rate > 0:
-                warmup = max(warmup, math.ceil(time_constants / rate))
-        warmup = min(warmup, total_steps)
-        r_ramp = round((self.r_max_ramp_end - self.warmup_steps) * factor)
-        d_ramp = round((self.d_max_ramp_end - self.warmup_steps) * factor)
+                warmup = min(total_steps, max(warmup, math.ceil(time_constants / rate)))
+        later = warmup - scaled_warmup  # the ramps start that much later, at their scaled lengths
+
+        def ramp_end(end: int) -> int:
+            shifted = round(end * factor) + later
+            return max(warmup, min(total_steps, shifted) if later else shifted)
+
         return replace(
             self,
             warmup_steps=warmup,
-            r_max_ramp_end=max(warmup, min(total_steps, warmup + r_ramp)),
-            d_max_ramp_end=max(warmup, min(total_steps, warmup + d_ramp)),
+            r_max_ramp_end=ramp_end(self.r_max_ramp_end),
+            d_max_ramp_end=ramp_end(self.d_max_ramp_end),
         )
 
 
