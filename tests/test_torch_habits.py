@@ -343,3 +343,69 @@ def test_sgd_default_learning_rate_is_pytorchs():
     p.grad = B.asarray(np.array([10.0, -10.0]))
     opt.step()
     np.testing.assert_allclose(p.numpy(), [1.0 - 1e-2, 2.0 + 1e-2])
+
+
+# ----------------------------------------------------------------------------
+# dim= and keepdim=, casts by PyTorch's names, clone, requires_grad_
+# ----------------------------------------------------------------------------
+
+
+@given(shape=shapes(min_dims=1, max_dims=3), keepdim=st.booleans(), data=st.data())
+def test_reductions_accept_dim_and_keepdim(shape, keepdim, data):
+    x = data.draw(arrays(shape))
+    assume(np.min(np.diff(np.sort(x, axis=None)), initial=1.0) > 1e-3)  # max: no ties within the difference step
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    np.testing.assert_allclose(host(leaf(x).sum(dim=dim, keepdim=keepdim)), x.sum(axis=dim, keepdims=keepdim))
+    np.testing.assert_allclose(host(leaf(x).mean(dim=dim, keepdim=keepdim)), x.mean(axis=dim, keepdims=keepdim))
+    values, indices = leaf(x).max(dim=dim, keepdim=keepdim)  # torch.max(x, dim) answers (values, indices)
+    np.testing.assert_array_equal(host(values), x.max(axis=dim, keepdims=keepdim))
+    np.testing.assert_array_equal(host(indices), np.argmax(x, axis=dim, keepdims=keepdim))
+    np.testing.assert_array_equal(host(leaf(x).argmax(dim=dim)), np.argmax(x, axis=dim))
+    assert leaf(x).max().shape == () and leaf(x).argmax().item() == int(np.argmax(x))
+    assert mg.gradcheck(lambda t: t.mean(dim=dim, keepdim=keepdim) + t.max(dim=dim, keepdim=keepdim).values, [leaf(x)])
+    exp = np.exp(x - x.max(axis=dim, keepdims=True))
+    np.testing.assert_allclose(host(leaf(x).softmax(dim=dim)), exp / exp.sum(axis=dim, keepdims=True), rtol=1e-12)
+    assert mg.gradcheck(lambda t: mg.nn.functional.log_softmax(t, dim=dim), [leaf(x)])
+
+
+def test_dim_errors_point_at_minigrads_names():
+    x = tensor(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"sum: pass axis or dim \(PyTorch's name for it\), not both"):
+        x.sum(axis=0, dim=1)
+    with pytest.raises(TypeError, match=r"max: axis: .*got a Tensor; for the elementwise maximum .* mg\.maximum"):
+        mg.ops.max(x, x)
+    with pytest.raises(TypeError, match="max: dim: expected one axis as an int, got"):
+        x.max(dim=(0, 1))
+    with pytest.raises(TypeError, match="softmax: axis: expected one axis as an int"):
+        x.softmax(dim=(0, 1))
+    with pytest.raises(ValueError, match="axis: expected axes in"):
+        x.mean(dim=2)
+
+
+@given(shape=shapes(min_dims=0), data=st.data())
+def test_float_double_long_and_clone(shape, data):
+    x = data.draw(arrays(shape))
+    t = leaf(x)
+    assert B.dtype_name(t.float().dtype) == "float32" and B.dtype_name(t.float().double().dtype) == "float64"
+    long = t.long()
+    assert B.dtype_name(long.dtype) == "int64" and not long.requires_grad
+    np.testing.assert_array_equal(host(long), x.astype(np.int64))
+    copy = t.clone()
+    assert copy.data is not t.data
+    np.testing.assert_array_equal(host(copy), x)
+    assert mg.gradcheck(lambda u: u.clone() * u, [leaf(x)])
+    u = leaf(x)  # float32 in between: a finite-difference check would measure rounding, so check the chain directly
+    (u.float() * 2.0).sum().backward()
+    assert B.dtype_name(u.grad.dtype) == "float64"
+    np.testing.assert_array_equal(host(u.grad), np.full(shape, 2.0))
+
+
+def test_requires_grad_switches_a_leaf_in_place():
+    t = tensor([1.0, 2.0])
+    assert t.requires_grad_() is t and t.requires_grad
+    (t * t).sum().backward()
+    np.testing.assert_array_equal(host(t.grad), [2.0, 4.0])
+    with pytest.raises(RuntimeError, match="only leaf tensors"):
+        (t * 2).requires_grad_(False)
+    with pytest.raises(TypeError, match="requires_grad_: only floating tensors .* got dtype int64"):
+        mg.Tensor(np.array([1, 2], dtype=np.int64)).requires_grad_()
