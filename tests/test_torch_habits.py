@@ -409,3 +409,71 @@ def test_requires_grad_switches_a_leaf_in_place():
         (t * 2).requires_grad_(False)
     with pytest.raises(TypeError, match="requires_grad_: only floating tensors .* got dtype int64"):
         mg.Tensor(np.array([1, 2], dtype=np.int64)).requires_grad_()
+
+
+# ----------------------------------------------------------------------------
+# Factories: mg.tensor, zeros, ones, full, arange, randn, rand, *_like
+# ----------------------------------------------------------------------------
+
+
+@given(shape=shapes(min_dims=0, max_dims=3, min_side=0))
+def test_zeros_ones_full_take_a_shape_either_way(shape):
+    for make, value in ((mg.zeros, 0.0), (mg.ones, 1.0)):
+        for t in (make(*shape), make(shape), make(shape, dtype="float64")):
+            assert t.shape == shape
+            np.testing.assert_array_equal(host(t), np.full(shape, value))
+        assert B.dtype_name(make(shape).dtype) == "float32"
+        assert B.dtype_name(make(shape, dtype="float64").dtype) == "float64"
+    np.testing.assert_array_equal(host(mg.full(shape, 2.5)), np.full(shape, 2.5))
+    assert B.dtype_name(mg.full(shape, 2).dtype) == "int64" and B.dtype_name(mg.full(shape, 2.0).dtype) == "float32"
+
+
+def test_like_factories_keep_dtype_and_device():
+    x = tensor(np.ones((2, 3)))  # float64
+    assert B.dtype_name(mg.zeros_like(x).dtype) == "float64" and mg.zeros_like(x).device == x.device
+    np.testing.assert_array_equal(host(mg.ones_like(x, dtype="float32")), np.ones((2, 3)))
+    assert B.dtype_name(mg.ones_like(x, dtype="float32").dtype) == "float32"
+
+
+def test_tensor_copies_its_data_and_can_require_grad():
+    source = tensor([1.0, 2.0])
+    copy = mg.tensor(source, requires_grad=True)
+    assert copy.data is not source.data and copy.requires_grad
+    np.testing.assert_array_equal(host(mg.tensor([[1, 2]])), [[1, 2]])
+    assert B.dtype_name(mg.tensor([1.5]).dtype) == "float32"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), [((5,), np.arange(5)), ((2, 7, 2), np.arange(2, 7, 2)), ((0, 1, 0.25), np.arange(0, 1, 0.25))]
+)
+def test_arange(args, expected):
+    np.testing.assert_array_equal(host(mg.arange(*args)), expected)
+
+
+def test_random_factories_repeat_for_a_seed_and_have_the_right_range():
+    saved = B.default_generator().get_state()
+    try:
+        mg.manual_seed(7)
+        a = mg.randn(4, 3)
+        mg.manual_seed(7)
+        np.testing.assert_array_equal(host(a), host(mg.randn((4, 3))))
+    finally:
+        B.default_generator().set_state(saved)  # leave the global generator as the other tests expect it
+    u = mg.rand(1000, generator=mg.Generator(1), dtype="float64")
+    assert B.dtype_name(u.dtype) == "float64" and host(u).min() >= 0.0 and host(u).max() < 1.0
+    assert mg.randn(2, requires_grad=True).requires_grad
+
+
+def test_factory_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"zeros: shape: expected non-negative integers, got \(2, -1\)"):
+        mg.zeros(2, -1)
+    with pytest.raises(ValueError, match="ones: shape: expected non-negative integers"):
+        mg.ones(2.5)
+    with pytest.raises(ValueError, match="randn: dtype: expected a floating dtype, got 'int64'"):
+        mg.randn(2, dtype="int64")
+    with pytest.raises(ValueError, match="arange: step: expected a non-zero number, got 0"):
+        mg.arange(0, 3, 0)
+    with pytest.raises(TypeError, match="arange: end: expected a number, got str"):
+        mg.arange(0, "3")
+    with pytest.raises(TypeError, match="full: fill_value: expected a number, got str"):
+        mg.full((2,), "x")
