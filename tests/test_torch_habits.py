@@ -477,3 +477,9 @@ def test_factory_errors_name_the_argument():
         mg.arange(0, "3")
     with pytest.raises(TypeError, match="full: fill_value: expected a number, got str"):
         mg.full((2,), "x")
+
+
+def test_parameter_groups_get_a_message_that_says_what_to_do():
+    model = mg.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="params\\[0\\]: .*got a dict; parameter groups .* one optimizer per group"):
+        mg.optim.SGD([{"params": model.parameters(), "lr": 0.1}])
