@@ -1,4 +1,4 @@
-"""Ops that move elements without changing them: reshape, permute, indexing, concatenate, stack, pad."""
+"""Ops that move elements without changing them: reshape and view, flatten, (un)squeeze, permute, t, indexing, pad."""
 
 from __future__ import annotations
 
