@@ -13,6 +13,7 @@ from minigrad import (
     norm,
     ops,
     optim,
+    tensor,  # the engine module; calling it, mg.tensor(data), makes a tensor as torch.tensor does
 )
 from minigrad.backend import (
     BackendUnavailableError,
@@ -24,7 +25,7 @@ from minigrad.backend import (
     use_backend,
     using_backend,
 )
-from minigrad.creation import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from minigrad.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
     abs,

@@ -1,5 +1,5 @@
-"""Tensor factories by PyTorch's names: ``mg.tensor``, ``mg.zeros``, ``mg.ones``, ``mg.full``, ``mg.arange``,
-``mg.randn``, ``mg.rand`` and the ``*_like`` forms.
+"""Tensor factories by PyTorch's names: ``mg.zeros``, ``mg.ones``, ``mg.full``, ``mg.arange``,
+``mg.randn``, ``mg.rand`` and the ``*_like`` forms (``mg.tensor(data)`` is :func:`minigrad.tensor.new_tensor`).
 
 Each makes a leaf on the active backend. Floating results are float32 unless
 ``dtype`` says otherwise, as everywhere in minigrad; random ones are drawn from
@@ -15,7 +15,7 @@ from typing import Any
 from minigrad import backend, validate
 from minigrad.tensor import DEFAULT_FLOAT, Tensor
 
-__all__ = ["arange", "full", "ones", "ones_like", "rand", "randn", "tensor", "zeros", "zeros_like"]
+__all__ = ["arange", "full", "ones", "ones_like", "rand", "randn", "zeros", "zeros_like"]
 
 
 def _shape(owner: str, shape: tuple[Any, ...]) -> tuple[int, ...]:
@@ -25,14 +25,6 @@ def _shape(owner: str, shape: tuple[Any, ...]) -> tuple[int, ...]:
     if not all(validate.is_integer(n) and n >= 0 for n in shape):
         raise ValueError(f"{owner}: shape: expected non-negative integers, got {shape!r}")
     return tuple(int(n) for n in shape)
-
-
-def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A new leaf holding a copy of `data` (numbers, nested lists, arrays, a Tensor), as ``torch.tensor``."""
-    source = data.data if isinstance(data, Tensor) else data
-    if backend.is_array(source):
-        source = backend.namespace(source).asarray(source, copy=True)
-    return Tensor(source, requires_grad=requires_grad, dtype=dtype)
 
 
 def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:

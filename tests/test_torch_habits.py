@@ -441,6 +441,13 @@ def test_tensor_copies_its_data_and_can_require_grad():
     assert copy.data is not source.data and copy.requires_grad
     np.testing.assert_array_equal(host(mg.tensor([[1, 2]])), [[1, 2]])
     assert B.dtype_name(mg.tensor([1.5]).dtype) == "float32"
+    assert B.dtype_name(mg.tensor([1.5], dtype="float64").dtype) == "float64"
+
+
+def test_mg_tensor_is_still_the_engine_module():
+    import minigrad.tensor as engine
+
+    assert engine is mg.tensor and mg.tensor.Tensor is mg.Tensor and callable(mg.tensor.as_tensor)
 
 
 @pytest.mark.parametrize(
