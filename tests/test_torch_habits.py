@@ -490,3 +490,12 @@ def test_parameter_groups_get_a_message_that_says_what_to_do():
     model = mg.nn.Linear(2, 2)
     with pytest.raises(TypeError, match="params\\[0\\]: .*got a dict; parameter groups .* one optimizer per group"):
         mg.optim.SGD([{"params": model.parameters(), "lr": 0.1}])
+
+
+def test_flatten_layer_takes_end_dim_too():
+    x = tensor(np.zeros((2, 3, 4, 5)))
+    assert mg.nn.Flatten()(x).shape == (2, 60)
+    assert mg.nn.Flatten(1, 2)(x).shape == (2, 12, 5)
+    assert mg.nn.Flatten(0, -2)(x).shape == (24, 5)
+    with pytest.raises(TypeError, match="Flatten: end_dim: expected an int, got str"):
+        mg.nn.Flatten(1, "2")
