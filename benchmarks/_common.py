@@ -47,6 +47,9 @@ def set_threads(threads: int, torch: Any) -> None:
         sys.exit("threadpoolctl is needed to set the BLAS thread count: pip install threadpoolctl (scikit-learn has it)")
     _LIMITS.append(threadpool_limits(limits=threads))
     torch.set_num_threads(threads)
+    from minigrad.norm import fused
+
+    fused.set_threads(threads)  # minigrad's own block loops in the normalization kernels
 
 
 def blas_report() -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from minigrad.norm import fused
 from minigrad.norm import kernels as K
 from minigrad.norm.reduction import LOCAL
 from minigrad.norm.spec import NormSpec, RenormLimits
@@ -55,11 +56,15 @@ class BatchNormTrain(_Normalize):
 
     def forward(self, x, *affine):
         gamma, beta = self._affine(affine)
-        y, self.cache = K.batch_norm_forward(x, gamma, beta, self.spec.eps, self.spec.virtual_batch_size, self.reduction)
+        spec = self.spec
+        if fused.applies(x, spec.virtual_batch_size, self.reduction):  # the faster twin, same equations
+            y, self.cache = fused.batch_norm_forward(x, gamma, beta, spec.eps, spec.virtual_batch_size)
+        else:
+            y, self.cache = K.batch_norm_forward(x, gamma, beta, spec.eps, spec.virtual_batch_size, self.reduction)
         return y
 
     def backward(self, grad):
-        return self._grads(*K.training_backward(grad, self.cache, self.needs_input_grad[0], self.reduction))
+        return self._grads(*_training_backward(grad, self.cache, self.needs_input_grad[0], self.reduction))
 
 
 class BatchRenormTrain(_Normalize):
@@ -87,14 +92,21 @@ class BatchRenormTrain(_Normalize):
 
     def forward(self, x, *affine):
         gamma, beta = self._affine(affine)
-        y, self.cache = K.batch_renorm_forward(
+        kernels = fused if fused.applies(x, self.spec.virtual_batch_size, LOCAL) else K  # the faster twin if it applies
+        y, self.cache = kernels.batch_renorm_forward(
             x, gamma, beta, self.running_mean, self.running_std, self.limits.r_max, self.limits.d_max,
             self.spec.eps, self.spec.virtual_batch_size, r=self.r, d=self.d,
         )  # fmt: skip
         return y
 
     def backward(self, grad):
-        return self._grads(*K.training_backward(grad, self.cache, self.needs_input_grad[0]))
+        return self._grads(*_training_backward(grad, self.cache, self.needs_input_grad[0], LOCAL))
+
+
+def _training_backward(grad: Array, cache: Any, need_dx: bool, reduction: Any) -> tuple[Array | None, Array, Array]:
+    if isinstance(cache, fused.FusedCache):
+        return fused.training_backward(grad, cache, need_dx)
+    return K.training_backward(grad, cache, need_dx, reduction)
 
 
 class NormInference(_Normalize):
