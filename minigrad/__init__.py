@@ -13,6 +13,7 @@ from minigrad import (
     norm,
     ops,
     optim,
+    tensor,  # the engine module; calling it, mg.tensor(data), makes a tensor as torch.tensor does
 )
 from minigrad.backend import (
     BackendUnavailableError,
@@ -24,6 +25,7 @@ from minigrad.backend import (
     use_backend,
     using_backend,
 )
+from minigrad.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
     abs,
@@ -63,6 +65,7 @@ __all__ = [
     "Tensor",
     "abs",
     "active_backend",
+    "arange",
     "nn",
     "norm",
     "models",
@@ -74,6 +77,7 @@ __all__ = [
     "cuda_available",
     "exp",
     "flatten",
+    "full",
     "gradcheck",
     "is_grad_enabled",
     "log",
@@ -84,8 +88,12 @@ __all__ = [
     "maximum",
     "mean",
     "no_grad",
+    "ones",
+    "ones_like",
     "ops",
     "pad",
+    "rand",
+    "randn",
     "relu",
     "sigmoid",
     "softmax",
@@ -94,8 +102,11 @@ __all__ = [
     "stack",
     "sum_to",
     "tanh",
+    "tensor",
     "tensor_method",
     "unsqueeze",
     "use_backend",
     "using_backend",
+    "zeros",
+    "zeros_like",
 ]

@@ -24,6 +24,8 @@ float64 promotes to float64; a Python scalar takes the dtype of the tensor it me
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -273,6 +275,17 @@ class Tensor:
             array = backend.astype(self.data, device_or_dtype)
         return Tensor._make(array, requires_grad=self.requires_grad, creator=None)
 
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Switch gradient recording on (or off) for this leaf, in place; returns the tensor."""
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad; use .detach() first")
+        if requires_grad and not backend.is_floating(self.data):
+            raise TypeError(
+                f"requires_grad_: only floating tensors can require gradients, got dtype {backend.dtype_name(self.dtype)}"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def zero_grad(self) -> None:
         """Forget the accumulated gradient."""
         self.grad = None
@@ -380,3 +393,24 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
     if like is not None and backend.is_array(value):
         return Tensor._make(backend.to_device(backend.asarray(value), like.device), requires_grad=False, creator=None)
     return Tensor(value)
+
+
+def new_tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new leaf holding a copy of `data` (numbers, nested lists, arrays, a Tensor), as ``torch.tensor``.
+
+    Reached as ``mg.tensor(data)``: this module can be called (see :class:`_CallableModule`).
+    """
+    source = data.data if isinstance(data, Tensor) else data
+    if backend.is_array(source):
+        source = backend.namespace(source).asarray(source, copy=True)
+    return Tensor(source, requires_grad=requires_grad, dtype=dtype)
+
+
+class _CallableModule(types.ModuleType):
+    """This module's type: ``mg.tensor`` stays the engine module, and ``mg.tensor([1.0, 2.0])`` works as in PyTorch."""
+
+    def __call__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        return new_tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.ops import elementwise, reduce
 from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
@@ -60,16 +60,24 @@ class CrossEntropy(Function):
         return grad * (self.softmax - self.one_hot) / self.one_hot.shape[0], None
 
 
+def _softmax_axis(owner: str, x: Tensor, axis: int, dim: int | None) -> int:
+    axis, _ = reduce.torch_axis(owner, None if dim is not None else axis, False, dim, None)
+    if not validate.is_integer(axis):
+        raise TypeError(f"{owner}: axis: expected one axis as an int, got {axis!r}")
+    (axis,) = reduce.normalize_axes(axis, x.ndim, argument=f"{owner}: axis")
+    return axis
+
+
 @tensor_method("log_softmax")
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """log(softmax(x)) along `axis`, computed stably."""
-    return LogSoftmax.apply(x, axis=axis % x.ndim)
+def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """log(softmax(x)) along `axis` (or PyTorch's ``dim``), computed stably."""
+    return LogSoftmax.apply(x, axis=_softmax_axis("log_softmax", x, axis, dim))
 
 
 @tensor_method("softmax")
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along `axis`, computed stably."""
-    return Softmax.apply(x, axis=axis % x.ndim)
+def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis` (or PyTorch's ``dim``), computed stably."""
+    return Softmax.apply(x, axis=_softmax_axis("softmax", x, axis, dim))
 
 
 REDUCTIONS = ("mean", "sum", "none")
