@@ -13,7 +13,6 @@ from minigrad import (
     norm,
     ops,
     optim,
-    tensor,  # the engine module; calling it, mg.tensor(data), makes a tensor as torch.tensor does
 )
 from minigrad.backend import (
     BackendUnavailableError,

@@ -1,5 +1,5 @@
 """Tensor factories by PyTorch's names: ``mg.zeros``, ``mg.ones``, ``mg.full``, ``mg.arange``,
-``mg.randn``, ``mg.rand`` and the ``*_like`` forms (``mg.tensor(data)`` is :func:`minigrad.tensor.new_tensor`).
+``mg.randn``, ``mg.rand`` and the ``*_like`` forms.
 
 Each makes a leaf on the active backend. Floating results are float32 unless
 ``dtype`` says otherwise, as everywhere in minigrad; random ones are drawn from

@@ -24,8 +24,6 @@ float64 promotes to float64; a Python scalar takes the dtype of the tensor it me
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -393,24 +391,3 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
     if like is not None and backend.is_array(value):
         return Tensor._make(backend.to_device(backend.asarray(value), like.device), requires_grad=False, creator=None)
     return Tensor(value)
-
-
-def new_tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A new leaf holding a copy of `data` (numbers, nested lists, arrays, a Tensor), as ``torch.tensor``.
-
-    Reached as ``mg.tensor(data)``: this module can be called (see :class:`_CallableModule`).
-    """
-    source = data.data if isinstance(data, Tensor) else data
-    if backend.is_array(source):
-        source = backend.namespace(source).asarray(source, copy=True)
-    return Tensor(source, requires_grad=requires_grad, dtype=dtype)
-
-
-class _CallableModule(types.ModuleType):
-    """This module's type: ``mg.tensor`` stays the engine module, and ``mg.tensor([1.0, 2.0])`` works as in PyTorch."""
-
-    def __call__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-        return new_tensor(data, dtype=dtype, requires_grad=requires_grad)
-
-
-sys.modules[__name__].__class__ = _CallableModule
