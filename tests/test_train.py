@@ -143,3 +143,22 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_and_exit_cleanly(tmp_path, signum,
     state = load_checkpoint(out / "checkpoint.npz")
     assert state["step"] >= 1
     assert mg.backend.active_backend() == "numpy"
+
+
+@pytest.mark.slow
+def test_readme_bn_vs_brn(tmp_path, capsys):
+    """README's first screen: the single-label commands print the numbers shown, BatchNorm clearly below Batch Renorm."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- bn-vs-brn:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = block.strip().splitlines()
+    commands = [line.split() for line in lines if line.startswith("python -m minigrad train")]
+    shown = [float(line.split()[4]) for line in lines if line.startswith("# final test accuracy")]
+    assert [c[-1] for c in commands] == ["bn", "brn"] and len(shown) == 2
+    accuracies = []
+    for command, norm in zip(commands, ("bn", "brn")):
+        assert main([*command[4:], "--no-progress", "--out", str(tmp_path / norm)]) == 0
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        accuracies.append(float(last.split()[3]))
+    assert accuracies == pytest.approx(shown, abs=0.02)  # the numbers shown come from these commands
+    bn, brn = accuracies
+    assert brn - bn > 0.05 and brn > 0.95
