@@ -311,7 +311,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     budget = parser.add_argument_group("budget shared by every arm")
     budget.add_argument("--steps", type=_positive_int, help="steps per run (default: 2000; 60 with --quick)")
     budget.add_argument(
-        "--eval-every", type=_positive_int, help="steps between evaluations (default 100 digits, 250 cifar10)"
+        "--eval-every",
+        type=_positive_int,
+        help="steps between evaluations (default: 100 for digits, 250 for cifar10, 5 with --quick)",
     )
     budget.add_argument(
         "--batch-size", type=_positive_int, default=defaults.batch_size, help="batch size (default: %(default)s)"

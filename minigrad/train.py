@@ -543,6 +543,12 @@ def _read_checkpoint(config: TrainConfig, world_size: int) -> dict[str, Any] | N
         )
     names = _RESUME_MAY_CHANGE
     history = checkpoint.get("settings_history") or [{"first_step": 1, "settings": settings_of(saved, names)}]
+    well_formed = isinstance(history, list) and all(
+        isinstance(segment, dict) and isinstance(segment.get("first_step"), int)
+        and isinstance(segment.get("settings"), dict) for segment in history
+    )  # fmt: skip
+    if not well_formed:
+        raise ConfigError(f"resume: {checkpoint_path} holds a damaged settings history (a damaged checkpoint?)")
     now = settings_of(json.loads(config.to_json()), names)
     if now != history[-1]["settings"]:
         history = [*history, {"first_step": step + 1, "settings": now}]
@@ -664,8 +670,8 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
             loader.load_state_dict(checkpoint.get("loader_ranks", [checkpoint["loader"]] * comm.size)[comm.rank])
             if ema is not None:
                 ema.load_state_dict(checkpoint["ema"])
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(f"resume: the checkpoint in {out} does not fit this model/optimizer: {exc}") from exc
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"resume: the checkpoint in {out} does not fit this model/optimizer: {exc}") from None
         start_step = checkpoint["step"]
     if root:
         with _writing(out, checkpoint_path):

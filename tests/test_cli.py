@@ -402,6 +402,23 @@ def test_an_unexpected_failure_is_still_one_line(tmp_path, capsys, monkeypatch):
 # ----------------------------------------------------------------------------
 
 
+def test_reproduce_stopped_by_sigterm_exits_143(tmp_path, capsys, monkeypatch):
+    import signal
+
+    import minigrad.reproduce as reproduce_module
+    from minigrad.train import train
+
+    def terminated(config, **kwargs):
+        result = train(config, stop_at=2, **kwargs)
+        result.stop_signal = signal.SIGTERM  # as if SIGTERM had arrived during step 2
+        return result
+
+    monkeypatch.setattr(reproduce_module, "train", terminated)
+    status, _, _ = run(capsys, "reproduce", "--quick", "--arms", "bn-iid", "--no-progress", "--out", str(tmp_path))
+    assert status == 143
+    assert load_checkpoint(tmp_path / "runs" / "bn-iid-seed0" / "checkpoint.npz")["step"] == 2
+
+
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""])
 def test_reproduce_with_a_corrupt_run_config_names_the_file(tmp_path, capsys, content):
     run_dir = tmp_path / "study" / "runs" / "bn-iid-seed0"

@@ -143,3 +143,29 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_and_exit_cleanly(tmp_path, signum,
     state = load_checkpoint(out / "checkpoint.npz")
     assert state["step"] >= 1
     assert mg.backend.active_backend() == "numpy"
+
+
+@pytest.mark.slow
+def test_readme_bn_vs_brn(tmp_path, capsys):
+    """README's first screen: the single-label commands print the numbers shown, BatchNorm clearly below Batch Renorm."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- bn-vs-brn:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = block.strip().splitlines()
+    commands = [line.split() for line in lines if line.startswith("python -m minigrad train")]
+    assert [c[-1] for c in commands] == ["bn", "brn"]
+    shown = {0: [float(line.split()[4]) for line in lines if line.startswith("# final test accuracy")]}
+    (seeds,) = [line for line in lines if line.startswith("# the same two commands with --seed")]
+    for part in seeds.split(";"):  # "... --seed 1: bn 0.8778, brn 0.9611"
+        seed, numbers = part.split("--seed ")[1].split(":")
+        shown[int(seed)] = [float(n.split()[1]) for n in numbers.split(",")]
+    assert sorted(shown) == [0, 1, 2] and all(len(pair) == 2 for pair in shown.values())
+    for seed, expected in shown.items():
+        accuracies = []
+        for command in commands:
+            out = tmp_path / f"{command[-1]}-{seed}"
+            assert main([*command[4:], "--seed", str(seed), "--no-progress", "--out", str(out)]) == 0
+            last = capsys.readouterr().out.strip().splitlines()[-1]
+            accuracies.append(float(last.split()[3]))
+        assert accuracies == pytest.approx(expected, abs=0.02), seed  # the numbers shown come from these commands
+        bn, brn = accuracies
+        assert brn - bn > 0.05 and brn > 0.95, seed
