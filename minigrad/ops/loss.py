@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.ops import elementwise, reduce
 from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
@@ -63,13 +63,13 @@ class CrossEntropy(Function):
 @tensor_method("log_softmax")
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log(softmax(x)) along `axis`, computed stably."""
-    return LogSoftmax.apply(x, axis=axis % x.ndim)
+    return LogSoftmax.apply(x, axis=validate.axis("log_softmax", axis, x.ndim))
 
 
 @tensor_method("softmax")
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`, computed stably."""
-    return Softmax.apply(x, axis=axis % x.ndim)
+    return Softmax.apply(x, axis=validate.axis("softmax", axis, x.ndim))
 
 
 REDUCTIONS = ("mean", "sum", "none")
