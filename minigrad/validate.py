@@ -92,7 +92,8 @@ def axes(owner: str, value: Any, ndim: int, *, name: str = "axis") -> tuple[int,
         return tuple(range(ndim))
     items = (value,) if is_integer(value) else value
     if isinstance(value, (str, bytes, bool)) or not hasattr(items, "__iter__"):
-        raise TypeError(f"{owner}: {name}: expected None, an int or a sequence of ints, got {type(value).__name__} {value!r}")
+        got = f"{type(value).__name__} {value!r}"
+        raise TypeError(f"{owner}: {name}: expected None, an int or a sequence of ints, got {got}")
     result = [axis(owner, a, max(ndim, 1), name=name) for a in items]
     result = [a for a in result if a < ndim]
     if len(set(result)) != len(result):
