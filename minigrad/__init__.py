@@ -24,6 +24,7 @@ from minigrad.backend import (
     use_backend,
     using_backend,
 )
+from minigrad.checkpoint import CheckpointError, load, save
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
     abs,
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
+    "CheckpointError",
     "DeviceMismatchError",
     "Function",
     "Generator",
@@ -76,6 +78,7 @@ __all__ = [
     "flatten",
     "gradcheck",
     "is_grad_enabled",
+    "load",
     "log",
     "log_softmax",
     "manual_seed",
@@ -87,6 +90,7 @@ __all__ = [
     "ops",
     "pad",
     "relu",
+    "save",
     "sigmoid",
     "softmax",
     "sqrt",
