@@ -113,15 +113,15 @@ def test_a_folder_and_a_missing_file(tmp_path):
 
 def _write_member(path, name, header_shape, body_bytes, compress=zipfile.ZIP_STORED):
     """An .npz with one member whose .npy header claims `header_shape` but holds `body_bytes` zero bytes."""
-    with zipfile.ZipFile(path, "w", compression=compress) as archive:
-        with archive.open(name, "w", force_zip64=True) as member:
-            header = {"descr": "<f8", "fortran_order": False, "shape": header_shape}
-            np.lib.format.write_array_header_1_0(member, header)
-            chunk = bytes(1 << 20)
-            left = body_bytes
-            while left:
-                member.write(chunk[: min(left, len(chunk))])
-                left -= min(left, len(chunk))
+    archive = zipfile.ZipFile(path, "w", compression=compress)
+    with archive, archive.open(name, "w", force_zip64=True) as member:
+        header = {"descr": "<f8", "fortran_order": False, "shape": header_shape}
+        np.lib.format.write_array_header_1_0(member, header)
+        chunk = bytes(1 << 20)
+        left = body_bytes
+        while left:
+            member.write(chunk[: min(left, len(chunk))])
+            left -= min(left, len(chunk))
 
 
 def test_a_header_claiming_a_huge_array_is_refused_without_allocating_it(tmp_path):
