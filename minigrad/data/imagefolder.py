@@ -114,10 +114,11 @@ def _read_file(file: Path) -> bytes:
     """
     fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as handle:
-        _check_regular(file, os.fstat(fd))
-        raw = handle.read(MAX_IMAGE_BYTES + 1)
-    if len(raw) > MAX_IMAGE_BYTES:
-        raise ValueError(f"{file}: grew past the {MAX_IMAGE_BYTES} bytes allowed for one image while being read")
+        info = os.fstat(fd)
+        _check_regular(file, info)
+        raw = handle.read(info.st_size + 1)  # read(n) allocates n bytes: ask for what fstat promised, plus one
+    if len(raw) > info.st_size:
+        raise ValueError(f"{file}: grew while being read; only files that hold still are read")
     return raw
 
 
@@ -142,7 +143,7 @@ def _scan_archive(path: Path) -> list[_Entry]:
                             f"{path}: member {member.name!r} is {member.size} bytes, more than the {MAX_IMAGE_BYTES} "
                             "allowed for one image (MAX_IMAGE_BYTES); the archive was not read further"
                         )
-                    data = archive.extractfile(member).read(MAX_IMAGE_BYTES + 1)  # type: ignore[union-attr]
+                    data = archive.extractfile(member).read(member.size)  # type: ignore[union-attr]
                     entries.append((parts, str(member.size), data))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"{path}: not a readable tar archive of images ({exc})") from exc
