@@ -46,7 +46,7 @@ def test_a_link_to_dev_zero_named_png_is_refused_at_once(tmp_path):
     before = _listing(tmp_path)
     message = refusal_of(f"minigrad.data.load_image_folder({str(tmp_path / 'pets')!r})", extra_mb=100, timeout=30)
     assert message.startswith("ValueError: ") and "zero.png: is a character device (a link to /dev/zero)" in message
-    assert "only regular image files are read" in message
+    assert "only regular files are read" in message
     assert _listing(tmp_path) == before  # nothing of the user's changed
 
 
@@ -54,12 +54,12 @@ def test_a_fifo_named_png_is_refused_without_blocking(tmp_path):
     _good_folder(tmp_path / "pets")
     os.mkfifo(tmp_path / "pets" / "b" / "pipe.png")
     message = refusal_of(f"minigrad.data.load_image_folder({str(tmp_path / 'pets')!r})", extra_mb=100, timeout=30)
-    assert "pipe.png: is a FIFO (named pipe); only regular image files are read" in message, message
+    assert "pipe.png: is a FIFO (named pipe); only regular files are read" in message, message
 
 
 def test_a_file_swapped_for_a_fifo_after_the_scan_is_refused_without_blocking(tmp_path):
     os.mkfifo(tmp_path / "late.png")
-    code = f"from pathlib import Path; minigrad.data.imagefolder._read_file(Path({str(tmp_path / 'late.png')!r}))"
+    code = f"from pathlib import Path; minigrad.data.datasets.read_regular_file(Path({str(tmp_path / 'late.png')!r}), 1000)"
     assert "late.png: is a FIFO (named pipe)" in refusal_of(code, extra_mb=50, timeout=30)
 
 

@@ -41,7 +41,6 @@ import hashlib
 import io
 import logging
 import os
-import stat
 import tarfile
 import zlib
 from collections.abc import Sequence
@@ -49,7 +48,15 @@ from pathlib import Path
 from typing import Any
 
 from minigrad import backend
-from minigrad.data.datasets import Dataset, DatasetNotFoundError, atomic_file, file_md5, require_optional
+from minigrad.data.datasets import (
+    Dataset,
+    DatasetNotFoundError,
+    atomic_file,
+    check_regular_file,
+    file_md5,
+    read_regular_file,
+    require_optional,
+)
 
 np = backend.host
 logger = logging.getLogger(__name__)
@@ -69,23 +76,8 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _file_kind(mode: int) -> str:
-    """A file type's name for messages: what a non-regular entry turned out to be."""
-    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    for test, name in (*kinds, (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _check_regular(file: Path, info: os.stat_result) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        link = f" (a link to {os.path.realpath(file)})" if file.is_symlink() else ""
-        raise ValueError(f"{file}: is {_file_kind(info.st_mode)}{link}; only regular image files are read")
-    if info.st_size > MAX_IMAGE_BYTES:
-        raise ValueError(
-            f"{file}: is {info.st_size} bytes, more than the {MAX_IMAGE_BYTES} allowed for one image (MAX_IMAGE_BYTES)"
-        )
+def _check_image_file(file: Path, info: os.stat_result) -> None:
+    check_regular_file(file, info, MAX_IMAGE_BYTES, "image (MAX_IMAGE_BYTES)")
 
 
 def _scan_folder(root: Path) -> list[_Entry]:
@@ -101,25 +93,9 @@ def _scan_folder(root: Path) -> list[_Entry]:
                     info = file.stat()  # follows links
                 except OSError as exc:
                     raise ValueError(f"{file}: cannot read it ({exc.strerror or exc}; a broken link?)") from exc
-                _check_regular(file, info)
+                _check_image_file(file, info)
                 entries.append(((*relative, name), f"{info.st_size}:{info.st_mtime_ns}", file))
     return entries
-
-
-def _read_file(file: Path) -> bytes:
-    """The bytes of one image file, checked again at opening time (the file may have changed since the scan).
-
-    Opening with O_NONBLOCK never waits on a FIFO; ``fstat`` on the open file
-    decides, and at most :data:`MAX_IMAGE_BYTES` + 1 bytes are ever read.
-    """
-    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        _check_regular(file, info)
-        raw = handle.read(info.st_size + 1)  # read(n) allocates n bytes: ask for what fstat promised, plus one
-    if len(raw) > info.st_size:
-        raise ValueError(f"{file}: grew while being read; only files that hold still are read")
-    return raw
 
 
 def _scan_archive(path: Path) -> list[_Entry]:
@@ -219,7 +195,7 @@ def _read_source(source: Any) -> bytes:
         if len(source) > MAX_IMAGE_BYTES:
             raise ValueError(f"is more than the {MAX_IMAGE_BYTES} bytes allowed for one image (MAX_IMAGE_BYTES)")
         return source
-    return _read_file(Path(source))
+    return read_regular_file(source, MAX_IMAGE_BYTES, "image (MAX_IMAGE_BYTES)")
 
 
 def _widen(pixels: np.ndarray) -> np.ndarray:
@@ -241,7 +217,7 @@ def _decode(entries: Sequence[_Entry], root: str) -> np.ndarray:
         except OSError as exc:
             raise ValueError(f"{where}: cannot read the file ({exc})") from exc
         except ValueError as exc:
-            if isinstance(source, Path):  # _read_file's messages name the file already
+            if isinstance(source, Path):  # read_regular_file's messages name the file already
                 raise
             raise ValueError(f"{where}: {exc}") from None
         try:
