@@ -24,6 +24,7 @@ from minigrad.backend import (
     use_backend,
     using_backend,
 )
+from minigrad.checkpoint import CheckpointError, load, save
 from minigrad.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
+    "CheckpointError",
     "DeviceMismatchError",
     "Function",
     "Generator",
@@ -79,6 +81,7 @@ __all__ = [
     "full",
     "gradcheck",
     "is_grad_enabled",
+    "load",
     "log",
     "log_softmax",
     "manual_seed",
@@ -94,6 +97,7 @@ __all__ = [
     "rand",
     "randn",
     "relu",
+    "save",
     "sigmoid",
     "softmax",
     "sqrt",

@@ -376,9 +376,9 @@ def test_dim_errors_point_at_minigrads_names():
         mg.ops.max(x, x)
     with pytest.raises(TypeError, match="max: dim: expected one axis as an int, got"):
         x.max(dim=(0, 1))
-    with pytest.raises(TypeError, match="softmax: axis: expected one axis as an int"):
+    with pytest.raises(TypeError, match=r"softmax: axis: expected an int, got tuple \(0, 1\)"):
         x.softmax(dim=(0, 1))
-    with pytest.raises(ValueError, match="axis: expected axes in"):
+    with pytest.raises(ValueError, match=r"mean: axis: expected an axis in \[-2, 1\], got 2"):
         x.mean(dim=2)
 
 

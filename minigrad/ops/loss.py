@@ -62,10 +62,7 @@ class CrossEntropy(Function):
 
 def _softmax_axis(owner: str, x: Tensor, axis: int, dim: int | None) -> int:
     axis, _ = reduce.torch_axis(owner, None if dim is not None else axis, False, dim, None)
-    if not validate.is_integer(axis):
-        raise TypeError(f"{owner}: axis: expected one axis as an int, got {axis!r}")
-    (axis,) = reduce.normalize_axes(axis, x.ndim, argument=f"{owner}: axis")
-    return axis
+    return validate.axis(owner, axis, x.ndim)
 
 
 @tensor_method("log_softmax")
