@@ -45,7 +45,10 @@ class CrossEntropy(Function):
         xp = backend.namespace(logits)
         log_probs = _log_softmax(logits, 1)
         classes = xp.arange(logits.shape[1], device=logits.device)
-        self.one_hot = xp.astype(labels[:, None] == classes[None, :], logits.dtype)
+        one_hot = xp.astype(labels[:, None] == classes[None, :], logits.dtype)
+        # A label outside [0, C) makes its row NaN (loss and gradient), checked on the device without a host read.
+        valid = (labels >= 0) & (labels < logits.shape[1])
+        self.one_hot = xp.where(valid[:, None], one_hot, backend.scalar_like(float("nan"), one_hot))
         self.softmax = xp.exp(log_probs)
         return -xp.sum(log_probs * self.one_hot) / logits.shape[0]
 
@@ -70,6 +73,11 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
     Fused: log-softmax and the negative log-likelihood in one op, stable for
     logits as large as ±1e4 (no NaN, no inf).
+
+    Labels outside [0, C) raise a ValueError when they are in host memory
+    (NumPy). On a device (CuPy) reading them would stop the GPU at every step,
+    so the check runs there instead: such a label makes the loss and its
+    gradient NaN, which the first read of the loss shows.
     """
     labels = as_tensor(labels, like=logits) if not isinstance(labels, Tensor) else labels
     if logits.ndim != 2:
@@ -80,8 +88,9 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
         raise TypeError(f"cross_entropy: labels must be integers, got dtype {backend.dtype_name(labels.dtype)}")
     if logits.shape[0] == 0:
         raise ValueError("cross_entropy: the batch is empty (logits of shape (0, C))")
-    xp = backend.namespace(labels.data)
-    low, high = backend.item(xp.min(labels.data)), backend.item(xp.max(labels.data))
-    if low < 0 or high >= logits.shape[1]:
-        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), got values from {low} to {high}")
+    on_host = backend.host_view(labels.data)
+    if on_host is not None:  # free on the host; on a device it would be a synchronization at every step
+        low, high = on_host.min().item(), on_host.max().item()
+        if low < 0 or high >= logits.shape[1]:
+            raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), got values from {low} to {high}")
     return CrossEntropy.apply(logits, labels)
