@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -166,3 +168,25 @@ def test_the_benchmarks_skip_without_pytorch(gpu_check, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
     rows = gpu_check.benchmarks(reps=3)
     assert [row.status for row in rows] == ["SKIP"] and "PyTorch is not installed" in rows[0].detail
+
+
+def test_the_gpu_marker_is_registered_and_gpu_tests_skip_cleanly_without_cuda(pytestconfig, tmp_path):
+    """``pytest -m gpu`` without CUDA: every selected test is skipped with the reason, and the run succeeds."""
+    from minigrad import backend
+
+    assert any(marker.startswith("gpu:") for marker in pytestconfig.getini("markers"))
+    if backend.cuda_available():
+        pytest.skip("this machine has CUDA: the gpu tests run instead of skipping")
+    root = SCRIPT.parent.parent
+    process = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_tensor.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "CuPy or a CUDA device is not available" in process.stdout
+    assert " skipped" in process.stdout and " passed" not in process.stdout and " failed" not in process.stdout
