@@ -55,7 +55,8 @@ include_patterns = [
     "benchmarks/README.md",
     "tutorials/[0-9][0-9]_*.py",
 ]
-exclude_patterns = ["docs/_build/**"]
+# Folders the build never needs to walk (include_patterns picks the pages, these only save time).
+exclude_patterns = [".*", "docs/_build", "build", "dist", "runs", "minigrad", "tests", "tutorials/output"]
 templates_path = [str(ROOT / "docs" / "_templates")]  # absolute: autosummary reads it relative to the source folder
 
 # The tutorials: jupytext percent scripts, executed on every build.

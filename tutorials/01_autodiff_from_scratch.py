@@ -48,8 +48,8 @@ import minigrad as mg
 
 # The derivations compare against NumPy in float64 on the CPU, so this page uses the NumPy backend.
 mg.use_backend("numpy")
-here = Path(__file__).parent if "__file__" in globals() else Path()  # run as a script, or as a notebook in tutorials/
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores tutorials/output/)
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]

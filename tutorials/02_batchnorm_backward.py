@@ -42,8 +42,8 @@ import numpy as np
 import minigrad as mg
 
 mg.use_backend("numpy")  # everything here is float64 NumPy on the CPU
-here = Path(__file__).parent if "__file__" in globals() else Path()  # run as a script, or as a notebook in tutorials/
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores tutorials/output/)
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(2017)
 

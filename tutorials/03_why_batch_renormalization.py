@@ -52,8 +52,8 @@ import minigrad as mg
 # The kernels below are fed NumPy arrays and checked in float64 on the CPU: use the NumPy backend.
 mg.use_backend("numpy")
 K = mg.norm.kernels  # the array kernels of BatchNorm and Batch Renorm
-here = Path(__file__).parent if "__file__" in globals() else Path()  # run as a script, or as a notebook in tutorials/
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores tutorials/output/)
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 np.set_printoptions(precision=4, suppress=True)
