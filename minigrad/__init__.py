@@ -1,9 +1,11 @@
 """minigrad: a readable autodiff engine on NumPy and CuPy, built around Batch Renormalization.
 
-import minigrad as mg
-x = mg.Tensor([[1.0, 2.0]], requires_grad=True)
-(x * x).sum().backward()
-x.grad  # array([[2., 4.]])
+For example::
+
+    import minigrad as mg
+    x = mg.Tensor([[1.0, 2.0]], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # array([[2., 4.]])
 """
 
 from minigrad import (

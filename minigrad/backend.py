@@ -425,7 +425,7 @@ def scatter_add_portable(shape: Sequence[int], key: Any, values: Array) -> Array
 
 
 def scatter_add_rows(num_rows: int, indices: Array, values: Array) -> Array:
-    """Zeros of shape (num_rows, *values.shape[1:]) with ``out[indices[k]] += values[k]`` for every k.
+    """Zeros of shape ``(num_rows, *values.shape[1:])`` with ``out[indices[k]] += values[k]`` for every k.
 
     The backward of ``take`` along axis 0. On NumPy and CuPy the general
     :func:`scatter_add`; elsewhere a one-hot matrix of shape (num_rows, k)

@@ -52,7 +52,8 @@ import minigrad as mg
 # The kernels below are fed NumPy arrays and checked in float64 on the CPU: use the NumPy backend.
 mg.use_backend("numpy")
 K = mg.norm.kernels  # the array kernels of BatchNorm and Batch Renorm
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", "."))  # where figures go
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 np.set_printoptions(precision=4, suppress=True)
@@ -66,9 +67,9 @@ def as_tensor(a, requires_grad=False):
 def set_state(layer, **values):
     """Overwrite some parameters or buffers of a layer (weight, bias, running_mean, running_std)."""
     state = layer.state_dict()
-    # copies: load_state_dict keeps the arrays it is given, and a training step updates the
-    # running statistics in place, which would otherwise change our own `mu` and `sigma`
-    state.update({name: np.array(v, dtype=np.float64, copy=True) for name, v in values.items()})
+    # load_state_dict copies the values it is given, so a training step, which updates the running
+    # statistics in place, never changes our own `mu` and `sigma`
+    state.update({name: np.asarray(v, dtype=np.float64) for name, v in values.items()})
     layer.load_state_dict(state)
 
 

@@ -152,7 +152,7 @@ class Relu(Function):
 
 
 class Abs(Function):
-    """|x|; the gradient is sign(x), 0 at x = 0 (as PyTorch)."""
+    """``|x|``; the gradient is sign(x), 0 at x = 0 (as PyTorch)."""
 
     def forward(self, x):
         xp = backend.namespace(x)
@@ -335,7 +335,7 @@ def relu(x: Tensor) -> Tensor:
 
 @tensor_method("abs", "__abs__")
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - the op's name, as abs(tensor) calls it
-    """|x| elementwise; ``abs(t)`` works too. The gradient at 0 is 0."""
+    """``|x|`` elementwise; ``abs(t)`` works too. The gradient at 0 is 0."""
     return Abs.apply(x)
 
 
