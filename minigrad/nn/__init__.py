@@ -26,6 +26,7 @@ from minigrad.norm import (
     BatchNorm2d,
     BatchRenorm1d,
     BatchRenorm2d,
+    LayerNorm,
     RenormSchedule,
     renorm_schedule,
     renorm_telemetry,
@@ -33,6 +34,6 @@ from minigrad.norm import (
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d", "Dropout", "Flatten",
-    "GlobalAvgPool2d", "Identity", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RenormSchedule",
+    "GlobalAvgPool2d", "Identity", "LayerNorm", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RenormSchedule",
     "Sequential", "functional", "init", "renorm_schedule", "renorm_telemetry",
 ]  # fmt: skip

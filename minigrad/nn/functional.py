@@ -8,6 +8,7 @@ statistics they are given, in place, so that a layer can hand them its buffers.
 from __future__ import annotations
 
 from minigrad.norm.functional import batch_norm, batch_renorm
+from minigrad.norm.layernorm import layer_norm
 from minigrad.ops import cross_entropy, log_softmax, relu, softmax
 
-__all__ = ["batch_norm", "batch_renorm", "cross_entropy", "log_softmax", "relu", "softmax"]
+__all__ = ["batch_norm", "batch_renorm", "cross_entropy", "layer_norm", "log_softmax", "relu", "softmax"]
