@@ -2,7 +2,8 @@
 
 Where things live: ``minigrad/module.py`` (Module, Parameter), ``layers.py`` (Linear,
 Conv2d, pooling, ...), ``init.py`` (He and Glorot), ``functional.py``
-(stateless functions of tensors). BatchNorm and Batch Renorm layers, the
+(stateless functions of tensors), ``recurrent.py`` (RNN, LSTM and their cells, with
+normalization inside the recurrence). BatchNorm and Batch Renorm layers, the
 r_max/d_max schedule and clipping telemetry live in :mod:`minigrad.norm`
 and are re-exported here.
 """
@@ -21,6 +22,7 @@ from minigrad.nn.layers import (
     ReLU,
     Sequential,
 )
+from minigrad.nn.recurrent import LSTM, RNN, LSTMCell, RNNCell
 from minigrad.norm import (
     BatchNorm1d,
     BatchNorm2d,
@@ -33,7 +35,7 @@ from minigrad.norm import (
 )
 
 __all__ = [
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d", "Dropout", "Flatten",
-    "GlobalAvgPool2d", "Identity", "LayerNorm", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RenormSchedule",
-    "Sequential", "functional", "init", "renorm_schedule", "renorm_telemetry",
+    "LSTM", "RNN", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d", "Dropout",
+    "Flatten", "GlobalAvgPool2d", "Identity", "LSTMCell", "LayerNorm", "Linear", "MaxPool2d", "Module", "Parameter",
+    "RNNCell", "ReLU", "RenormSchedule", "Sequential", "functional", "init", "renorm_schedule", "renorm_telemetry",
 ]  # fmt: skip
