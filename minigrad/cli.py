@@ -166,6 +166,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--train-subset", type=_positive_int, metavar="N", help="train on a stratified subset of N images")
     study = parser.add_argument_group("study")
     study.add_argument(
+        "--study",
+        choices=("paper", "recurrent"),
+        default="paper",
+        help="paper: section 4 (default); recurrent: section 5's shared statistics in an LSTM (--quick, --seeds, --out)",
+    )
+    study.add_argument(
         "--arms",
         type=_arm_list,
         metavar="A,B,...",
@@ -232,6 +238,10 @@ def _run_command(argv: Sequence[str] | None) -> int:
         if args.command == "train":
             result = train(config_from_args(args))
             return 0 if not result.interrupted else 130
+        if args.command == "reproduce" and args.study == "recurrent":
+            from minigrad.studies.recurrent import run_from_args
+
+            return run_from_args(args)
         if args.command == "reproduce":
             from minigrad.reproduce import ReproduceConfig, reproduce
 
