@@ -144,6 +144,9 @@ class RecurrentNorm(Module):
 
     # -- settings ---------------------------------------------------------------------------------
 
+    eps = property(lambda self: self.spec.eps, doc="ε, added to the batch variance")
+    momentum = property(lambda self: self.spec.momentum, doc="Δ, the update rate of the moving averages")
+
     def limits_at(self, step: int) -> RenormLimits:
         """r_max and d_max in force at training sequence `step` (numbers, or a schedule's values)."""
         r = self.r_max(step) if callable(self.r_max) else self.r_max

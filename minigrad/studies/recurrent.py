@@ -495,7 +495,7 @@ def write_figures(out: Path, document: dict[str, Any], tasks: Sequence[Task]) ->
     if adding and any(f"adding|{n}" in summary for n in MODES):
         plots.save(length_figure(summary, adding[0]), out / "length-generalization.png")
         written["length-generalization"] = "length-generalization.png"
-    if summary:
+    if any(key.split("|")[0] in {t.name for t in tasks if t.kind == "digits"} for key in summary):
         plots.save(gap_figure(summary, tasks), out / "train-inference-gap.png")
         written["train-inference-gap"] = "train-inference-gap.png"
     return written
@@ -532,7 +532,7 @@ def gap_figure(summary: dict[str, Any], tasks: Sequence[Task]) -> Any:
     from minigrad.plots import _pyplot
 
     plt = _pyplot()
-    digits = [t for t in tasks if t.kind == "digits"]
+    digits = [t for t in tasks if t.kind == "digits" and any(f"{t.name}|{n}" in summary for n in MODES)]
     figure, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100)
     width = 0.8 / len(MODES)
     for i, norm in enumerate(MODES):
