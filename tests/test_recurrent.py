@@ -375,6 +375,8 @@ def test_bad_arguments_are_named():
         mg.nn.RNN(2, 3)(tensor(np.zeros((4, 3))))
     with pytest.raises(ValueError, match=r"hx\[1\] \(c_0\): expected a tensor of shape \(1, 2, 3\)"):
         mg.nn.LSTM(2, 3)(tensor(np.zeros((4, 2, 2))), (tensor(np.zeros((1, 2, 3))), tensor(np.zeros((1, 3)))))
+    with pytest.raises(ValueError, match="bidirectional=True: expected 0.0 and False"):
+        mg.nn.LSTM(2, 3, bidirectional=True)
     with pytest.raises(ValueError, match="nonlinearity"):
         mg.nn.RNNCell(2, 3, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="holding: only renorm-shared"), RecurrentNorm(3, "batch-shared").holding([]):

@@ -185,6 +185,8 @@ class _Recurrent(Module):
         num_layers: int = 1,
         bias: bool = True,
         batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
         *,
         norm: str = "none",
         max_steps: int | None = None,
@@ -199,6 +201,11 @@ class _Recurrent(Module):
         self.hidden_size = validate.positive_int("hidden_size", hidden_size, owner=owner)
         self.num_layers = validate.positive_int("num_layers", num_layers, owner=owner)
         self.batch_first = bool(batch_first)
+        if dropout != 0.0 or bidirectional:
+            raise ValueError(
+                f"{owner}: dropout={dropout!r}, bidirectional={bidirectional!r}: expected 0.0 and False "
+                "(dropout between layers and bidirectional layers are not implemented)"
+            )
         self.norm = norm
         for layer in range(self.num_layers):
             cell = self.cell_class(
