@@ -309,6 +309,23 @@ def test_eval_outputs_do_not_depend_on_the_rest_of_the_batch(norm: str, seed: in
     np.testing.assert_allclose(host(changed)[i], host(out)[i], rtol=1e-12, atol=1e-12)
 
 
+@settings(max_examples=3)
+@given(seed=SEEDS)
+def test_unclipped_renorm_shared_trains_on_exactly_the_inference_output(seed: int):
+    # with limits that never bind, x̂_t = (x_t − μ_B,t)/σ_B,t · r_t + d_t = (x_t − μ)/σ at every timestep
+    rng = np.random.default_rng(seed)
+    lstm = make("lstm", "renorm-shared", hidden=3, norm_options={"r_max": 1e6, "d_max": 1e6})
+    for _ in range(3):
+        lstm(tensor(rng.standard_normal((5, 6, 2))))
+    x = tensor(rng.standard_normal((5, 6, 2)))
+    lstm.eval()
+    inference, _ = lstm(x)
+    lstm.train()  # the training forward reads the same averages (it updates them only when it ends)
+    training, _ = lstm(x)
+    np.testing.assert_allclose(host(training), host(inference), rtol=1e-10, atol=1e-12)
+    assert max(norm.telemetry["r_clipped_fraction"] for norm in recurrent_norms(lstm)) == 0.0
+
+
 def test_batch_shared_training_output_depends_on_the_rest_of_the_batch():
     # the contrast that makes the previous test meaningful: in training, batch statistics couple the examples
     rng = np.random.default_rng(1)

@@ -29,11 +29,12 @@ from minigrad.norm.layers import (
     BatchRenorm2d,
     renorm_telemetry,
 )
+from minigrad.norm.recurrent import RecurrentNorm
 from minigrad.norm.schedule import PAPER_TOTAL_STEPS, RenormSchedule, renorm_schedule
 from minigrad.norm.spec import NormSpec, RenormLimits
 
 __all__ = [
     "DEFAULT_MOMENTUM", "PAPER_TOTAL_STEPS", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d",
-    "LayerNorm", "NormSpec", "RenormLimits", "RenormSchedule", "batch_norm", "batch_norm_train", "batch_renorm",
-    "batch_renorm_train", "kernels", "layer_norm", "renorm_schedule", "renorm_telemetry",
+    "LayerNorm", "NormSpec", "RecurrentNorm", "RenormLimits", "RenormSchedule", "batch_norm", "batch_norm_train",
+    "batch_renorm", "batch_renorm_train", "kernels", "layer_norm", "renorm_schedule", "renorm_telemetry",
 ]  # fmt: skip
