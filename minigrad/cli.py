@@ -288,6 +288,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--train-subset", type=_positive_int, metavar="N", help="train on a stratified subset of N images")
     study = parser.add_argument_group("study")
     study.add_argument(
+        "--study",
+        choices=("paper", "recurrent"),
+        default="paper",
+        help="paper: section 4 (default); recurrent: section 5's shared statistics in an LSTM (--quick, --seeds, --out)",
+    )
+    study.add_argument(
         "--arms",
         type=_arm_list,
         metavar="A,B,...",
@@ -368,6 +374,10 @@ def _run_command(argv: Sequence[str] | None) -> int:
             with np.errstate(all="ignore"):  # a blow-up is reported once, as "training diverged", not as warnings
                 result = train(config_from_args(args))
             return _exit_status(result.interrupted, result.stop_signal)
+        if args.command == "reproduce" and args.study == "recurrent":
+            from minigrad.studies.recurrent import run_from_args
+
+            return run_from_args(args)
         if args.command == "reproduce":
             from minigrad.reproduce import ReproduceConfig, reproduce
 
