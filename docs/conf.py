@@ -2,7 +2,9 @@
 
 Build it from the repository root (README.md gives the same line)::
 
-    python -m sphinx -c docs . docs/_build/html
+    python -m sphinx --show-traceback -c docs . docs/_build/html
+
+(``--show-traceback`` prints the failing cell and its error when a tutorial fails.)
 
 The source folder is the repository itself, restricted by ``include_patterns`` to
 the pages of the site, so that README.md, docs/results.md and the tutorials keep
