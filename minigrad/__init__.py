@@ -26,6 +26,8 @@ from minigrad.backend import (
     use_backend,
     using_backend,
 )
+from minigrad.checkpoint import CheckpointError, load, save
+from minigrad.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
     abs,
@@ -58,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
+    "CheckpointError",
     "DeviceMismatchError",
     "Function",
     "Generator",
@@ -65,6 +68,7 @@ __all__ = [
     "Tensor",
     "abs",
     "active_backend",
+    "arange",
     "nn",
     "norm",
     "models",
@@ -76,8 +80,10 @@ __all__ = [
     "cuda_available",
     "exp",
     "flatten",
+    "full",
     "gradcheck",
     "is_grad_enabled",
+    "load",
     "log",
     "log_softmax",
     "manual_seed",
@@ -86,9 +92,14 @@ __all__ = [
     "maximum",
     "mean",
     "no_grad",
+    "ones",
+    "ones_like",
     "ops",
     "pad",
+    "rand",
+    "randn",
     "relu",
+    "save",
     "sigmoid",
     "softmax",
     "sqrt",
@@ -96,8 +107,11 @@ __all__ = [
     "stack",
     "sum_to",
     "tanh",
+    "tensor",
     "tensor_method",
     "unsqueeze",
     "use_backend",
     "using_backend",
+    "zeros",
+    "zeros_like",
 ]

@@ -4,7 +4,10 @@ A checkpoint is one ``.npz`` file. Arrays anywhere in a nested dict of state
 (model, optimizer, EMA, sampler, random state...) are stored as NumPy arrays
 under their path ("model/layer1.weight"); everything else (numbers, strings,
 lists, nested dicts) goes into one JSON document stored as a string array.
-Loading uses ``allow_pickle=False``, so a checkpoint cannot run code.
+Loading never unpickles (:mod:`minigrad.npz` reads plain arrays only), so a
+checkpoint cannot run code, and a damaged file is a :class:`CheckpointError`
+naming the file and the defect. :func:`save` and :func:`load` are the same
+format for a state dict, as PyTorch's ``torch.save``/``torch.load`` habit.
 
 Every write goes to a temporary file in the same folder first, is flushed to
 disk, and then renamed over the target: a crash or Ctrl-C leaves either the
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minigrad import backend
+from minigrad.npz import read_npz
+from minigrad.tensor import Tensor
 
 np = backend.host
 
@@ -67,6 +72,8 @@ def _split(state: Any, prefix: str, arrays: dict[str, Any]) -> Any:
         return {key: _split(value, f"{prefix}{key}/", arrays) for key, value in state.items()}
     if isinstance(state, (list, tuple)):
         return [_split(value, f"{prefix}{i}/", arrays) for i, value in enumerate(state)]
+    if isinstance(state, Tensor):
+        state = state.data
     if backend.is_array(state):
         name = prefix.rstrip("/")
         arrays[name] = backend.to_numpy(state)
@@ -98,17 +105,74 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda file: np.savez(file, **payload))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`; arrays come back as NumPy arrays."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {path}")
+class CheckpointError(ValueError):
+    """A checkpoint or saved state dict that cannot be loaded: the message names the file and what is wrong."""
+
+
+def _join_checked(tree: Any, arrays: dict[str, Any], path: Path, what: str) -> Any:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(str(archive["meta"]))
-            arrays = {key[len("array/") :]: archive[key] for key in archive.files if key.startswith("array/")}
-    except (ValueError, KeyError, OSError) as exc:
-        raise ValueError(f"checkpoint: {path} is not a minigrad checkpoint ({exc})") from exc
+        return _join(tree, arrays)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{what}: {path} refers to an array it does not hold ({exc})") from None
+
+
+def _read(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The state stored at `path` by :func:`save_checkpoint`, every defect a :class:`CheckpointError`."""
+    path = Path(path)
+    stored = read_npz(path, CheckpointError, what)
+    if "meta" not in stored:
+        keys = ", ".join(sorted(stored)[:5]) or "none"
+        raise CheckpointError(
+            f"{what}: {path} is not a minigrad checkpoint (an .npz without the 'meta' entry minigrad writes; "
+            f"it holds {keys})"
+        )
+    meta_array = stored["meta"]
+    if meta_array.shape != () or meta_array.dtype.kind != "U":
+        raise CheckpointError(f"{what}: {path}: 'meta' should be one string, got {meta_array.dtype} {meta_array.shape}")
+    try:
+        meta = json.loads(str(meta_array))
+    except ValueError as exc:
+        raise CheckpointError(f"{what}: {path}: 'meta' is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or "tree" not in meta:
+        raise CheckpointError(f"{what}: {path}: 'meta' should be an object with 'format' and 'tree'")
     if meta.get("format") != FORMAT_VERSION:
-        raise ValueError(f"checkpoint: {path} has format {meta.get('format')!r}, expected {FORMAT_VERSION}")
-    return _join(meta["tree"], arrays)
+        raise CheckpointError(f"{what}: {path} has format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+    arrays = {key[len("array/") :]: value for key, value in stored.items() if key.startswith("array/")}
+    state = _join_checked(meta["tree"], arrays, path, what)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{what}: {path} holds a {type(state).__name__}, expected a dict")
+    return state
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`; arrays come back as NumPy arrays.
+
+    A missing file raises FileNotFoundError; anything else wrong (empty,
+    truncated, a flipped bit, a ``.npy``, a pickle, another program's ``.npz``)
+    raises :class:`CheckpointError` naming the file and the defect.
+    """
+    return _read(path, "checkpoint")
+
+
+def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Save a state dict (``module.state_dict()``, ``optimizer.state_dict()``, or any dict of them) to `path`.
+
+    PyTorch's ``torch.save(model.state_dict(), path)`` habit, without pickle:
+    the file is the checkpoint format (an ``.npz`` of arrays plus a JSON
+    document), written to a temporary file and renamed, so an interrupted save
+    leaves the previous file intact. Tensors are stored as their arrays;
+    values must be arrays, Tensors, numbers, strings, None, or lists and dicts
+    of them. The name is used as given (no suffix is added).
+    """
+    if not isinstance(state, dict):
+        raise TypeError(f"save: state: expected a dict (e.g. model.state_dict()), got {type(state).__name__}")
+    return save_checkpoint(path, state)
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a state dict written by :func:`save`; arrays come back as NumPy arrays (``load_state_dict`` takes them).
+
+    Raises FileNotFoundError for a missing file and :class:`CheckpointError`
+    for one that is damaged or was not written by :func:`save`; never unpickles.
+    """
+    return _read(path, "load")

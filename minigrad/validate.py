@@ -64,3 +64,38 @@ def fraction(name: str, value: Any, *, why: str = "") -> float:
         reason = f" ({why})" if why else ""
         raise ValueError(f"{name}: expected a number in [0, 1]{reason}, got {value!r}")
     return float(value)
+
+
+def axis(owner: str, value: Any, ndim: int, *, name: str = "axis") -> int:
+    """`value` as one axis in [0, ndim) of an `ndim`-d tensor, negatives counted from the end as in NumPy.
+
+    An axis the tensor does not have is an error (never wrapped modulo
+    `ndim`); `owner` (the op) and `name` (its argument) start the message,
+    e.g. ``softmax: axis: expected an axis in [-2, 1], got 2`` for a 2-d tensor.
+    """
+    if not is_integer(value):
+        raise TypeError(f"{owner}: {name}: expected an int, got {type(value).__name__} {value!r}")
+    if ndim < 1:
+        raise ValueError(f"{owner}: {name}: a 0-d tensor has no axes, got {name}={value!r}")
+    if not -ndim <= value < ndim:
+        raise ValueError(f"{owner}: {name}: expected an axis in [{-ndim}, {ndim - 1}], got {value}")
+    return int(value) % ndim
+
+
+def axes(owner: str, value: Any, ndim: int, *, name: str = "axis") -> tuple[int, ...]:
+    """`value` (None: all axes, one int, or a sequence of ints) as a sorted tuple of distinct axes in [0, ndim).
+
+    A 0-d tensor accepts None, ``0``, ``-1`` and ``()`` (NumPy's reductions accept
+    none of the ints; minigrad keeps them so ``x.sum(0)`` works on a scalar).
+    """
+    if value is None:
+        return tuple(range(ndim))
+    items = (value,) if is_integer(value) else value
+    if isinstance(value, (str, bytes, bool)) or not hasattr(items, "__iter__"):
+        got = f"{type(value).__name__} {value!r}"
+        raise TypeError(f"{owner}: {name}: expected None, an int or a sequence of ints, got {got}")
+    result = [axis(owner, a, max(ndim, 1), name=name) for a in items]
+    result = [a for a in result if a < ndim]
+    if len(set(result)) != len(result):
+        raise ValueError(f"{owner}: {name}: repeated axis in {value!r}")
+    return tuple(sorted(result))

@@ -160,7 +160,9 @@ def test_folder_pickles_are_restricted(tmp_path):
     write_batches(folder)
     target = tmp_path / "pwned"
     (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": Exploit(target), b"labels": []}, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match=r"refusing to unpickle global (posix|nt|os)\.mkdir"):
+    with pytest.raises(
+        data.CorruptArchiveError, match=r"data_batch_1: refused: refusing to unpickle global (posix|nt|os)\.mkdir"
+    ):
         data.load_cifar10(folder)
     assert not target.exists()
 
@@ -253,3 +255,82 @@ def test_missing_data_says_how_to_get_it(tmp_path):
     (tmp_path / "junk" / "readme.txt").write_text("hello")
     with pytest.raises(data.DatasetNotFoundError, match="neither the python-format data"):
         data.load_dataset("cifar10", tmp_path / "junk")
+
+
+# ----------------------------------------------------------------------------
+# Hostile batch files: refused by name, in bounded memory and time
+# ----------------------------------------------------------------------------
+
+
+class _Calls:
+    """Pickles to a call of `function(*args)`: how a hostile file asks the unpickler to build something."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        (b"", r"data_batch_2: not a CIFAR-10 python batch file \(a malformed pickle: EOFError"),
+        (bytes(range(256)) * 4, r"data_batch_2: (not a CIFAR-10 python batch file|refused)"),
+        (pickle.dumps({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 2]}, protocol=2)[:-40], "data_batch_2"),
+        (pickle.dumps([1, 2, 3], protocol=2), "data_batch_2: expected a pickled dict, got list"),
+        (pickle.dumps({b"data": "text", b"labels": [0]}, protocol=2), r"data_batch_2: b'data' should be a uint8 array"),
+    ],
+)
+def test_garbage_and_truncated_batches_name_the_file(tmp_path, raw, match):
+    folder = tmp_path / cifar10.CIFAR10_FOLDER
+    write_batches(folder)
+    (folder / "data_batch_2").write_bytes(raw)
+    with pytest.raises(data.CorruptArchiveError, match=match):
+        data.load_cifar10(folder)
+
+
+@pytest.mark.parametrize("via", ["ndarray", "reconstruct"])
+def test_a_tiny_pickle_asking_for_a_huge_array_is_refused_in_bounded_memory(tmp_path, via):
+    from tests.bounded import refusal_of
+
+    folder = tmp_path / cifar10.CIFAR10_FOLDER
+    write_batches(folder)
+    reconstruct = cifar10._numpy_attr("_core.multiarray._reconstruct", "core.multiarray._reconstruct")
+    huge = (1 << 40,)
+    bomb = _Calls(np.ndarray, huge, "u1") if via == "ndarray" else _Calls(reconstruct, np.ndarray, huge, b"b")
+    raw = pickle.dumps({b"data": bomb, b"labels": []}, protocol=2)
+    assert len(raw) < 200
+    (folder / "data_batch_3").write_bytes(raw)
+    message = refusal_of(f"minigrad.data.load_cifar10({str(folder)!r})", extra_mb=100, timeout=60)
+    assert message.startswith("CorruptArchiveError: ") and "data_batch_3: refused" in message, message
+    assert "decompression bomb" in message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "huge"])
+def test_a_batch_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path, kind):
+    from tests.bounded import refusal_of
+
+    folder = tmp_path / cifar10.CIFAR10_FOLDER
+    write_batches(folder)
+    target = folder / "data_batch_4"
+    target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "dev_zero":
+        target.symlink_to("/dev/zero")
+    else:
+        with open(target, "wb") as file:
+            file.truncate(cifar10.MAX_BATCH_BYTES + 1)  # sparse: no disk used
+    message = refusal_of(f"minigrad.data.load_cifar10({str(folder)!r})", extra_mb=40, timeout=30)
+    expected = {"fifo": "is a FIFO", "dev_zero": "is a character device (a link to /dev/zero)", "huge": "more than the"}
+    assert message.startswith("CorruptArchiveError: ") and "data_batch_4" in message, message
+    assert expected[kind] in message, message
+
+
+def test_an_archive_member_too_large_for_a_batch_is_refused_by_name(tmp_path, monkeypatch):
+    archive, _ = make_archive(tmp_path)
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", md5(archive))
+    monkeypatch.setattr(cifar10, "MAX_BATCH_BYTES", 1000)  # the tiny batches here are about 9 kB
+    with pytest.raises(data.CorruptArchiveError, match=r"member 'cifar-10-batches-py/data_batch_1' is \d+ bytes"):
+        data.load_cifar10(archive)

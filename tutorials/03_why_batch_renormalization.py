@@ -749,6 +749,24 @@ fig.savefig(out / "03_renorm_schedule.png", dpi=120)
 plt.show()
 
 # %% [markdown]
+# Proportional scaling ignores one clock: the moving averages'. With update rate $\Delta$
+# they forget their initial values $(\mu, \sigma) = (0, 1)$ as $(1-\Delta)^n \approx e^{-n\Delta}$,
+# so they need a few time constants $1/\Delta$ before $r$ and $d$ correct towards anything
+# meaningful. The paper's warm-up of 5 000 steps is 50 time constants at $\Delta = 0.01$;
+# scaled to 300 steps it becomes 12 steps, an eighth of one. `.scaled(total_steps, momentum=Δ)`
+# therefore also makes the warm-up last at least $5/\Delta$ steps (leaving
+# $e^{-5} < 1\%$ of the initial values) and starts the ramps after it.
+
+# %%
+for rate in (0.01, 0.1):
+    fast = mg.nn.renorm_schedule().scaled(total_steps=total, momentum=rate)
+    left = (1 - rate) ** fast.warmup_steps  # weight of the initial values at the end of the warm-up
+    print(f"Δ = {rate}: warm-up {fast.warmup_steps} steps, initial values weigh {left:.4f} at its end")
+    assert fast.warmup_steps == max(schedule.warmup_steps, round(5 / rate)) and left < 0.01
+    assert fast.r_max_ramp_end - fast.warmup_steps == schedule.r_max_ramp_end - schedule.warmup_steps  # same ramp
+assert (1 - 0.01) ** schedule.warmup_steps > 0.6  # the proportional warm-up at Δ = 0.01: most of (0, 1) remains
+
+# %% [markdown]
 # How much does the clipping actually do? Every Batch Renorm layer records, after each
 # training forward, the limits in force and the fraction of its channels whose $r$ and
 # $d$ were clipped, plus the range of the unclipped values. `mg.nn.renorm_telemetry(model)`

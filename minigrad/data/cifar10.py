@@ -23,7 +23,12 @@ is trusted:
   without object fields, ``_frombuffer``) and ``_codecs.encode`` with latin-1
   (how protocol-2 pickles store bytes). Anything else raises
   ``pickle.UnpicklingError``. The official files store ``b"data"`` as a NumPy
-  array, which is why those NumPy reconstructors must be allowed.
+  array, which is why those NumPy reconstructors must be allowed; they may not
+  allocate more than :data:`MAX_ARRAY_BYTES` (a pickle of a few bytes could
+  otherwise ask for terabytes). Files larger than :data:`MAX_BATCH_BYTES`,
+  and anything that is not a regular file (a FIFO, a link to a device), are
+  refused before they are read. Every refusal is a
+  :class:`CorruptArchiveError` naming the file.
 
 Downloads happen only when asked (``download=True``): into a temporary file
 in the cache folder, checked, then renamed, so an interrupted download never
@@ -42,7 +47,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minigrad import backend
-from minigrad.data.datasets import CorruptArchiveError, Dataset, DatasetNotFoundError, atomic_file, file_md5
+from minigrad.data.datasets import (
+    CorruptArchiveError,
+    Dataset,
+    DatasetNotFoundError,
+    atomic_file,
+    file_md5,
+    read_regular_file,
+)
 
 np = backend.host
 logger = logging.getLogger(__name__)
@@ -56,6 +68,8 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 CACHE_ENV_VAR = "MINIGRAD_DATA"
+MAX_BATCH_BYTES = 64 << 20  # one batch file; the official ones are about 31 MB
+MAX_ARRAY_BYTES = 64 << 20  # one array built while unpickling: a pickle may not ask for more
 
 
 def default_cache_dir() -> Path:
@@ -150,6 +164,35 @@ def _plain_dtype(*args: Any) -> Any:
     return dtype
 
 
+def _bounded(shape: Any, dtype: Any, who: str) -> None:
+    """Refuse an array constructor call that would allocate more than :data:`MAX_ARRAY_BYTES` (a tiny pickle could)."""
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(n, int) and n >= 0 for n in dims):
+        raise pickle.UnpicklingError(f"refusing {who} with shape {shape!r}")
+    count = 1
+    for n in dims:
+        count *= n
+    if count * np.dtype(dtype).itemsize > MAX_ARRAY_BYTES:
+        raise pickle.UnpicklingError(
+            f"refusing {who} of shape {shape!r}: more than {MAX_ARRAY_BYTES} bytes (a decompression bomb?)"
+        )
+
+
+def _bounded_ndarray(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> Any:
+    _bounded(shape, dtype, "numpy.ndarray")
+    return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+def _bounded_reconstruct(reconstruct: Any) -> Any:
+    def rebuild(subtype: Any, shape: Any, dtype: Any) -> Any:
+        if subtype is not np.ndarray and subtype is not _bounded_ndarray:
+            raise pickle.UnpicklingError(f"refusing to rebuild an array of type {subtype!r}")
+        _bounded(shape, np.uint8 if isinstance(dtype, bytes) else dtype, "numpy _reconstruct")
+        return reconstruct(np.ndarray, shape, dtype)
+
+    return rebuild
+
+
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as protocol-2 pickles use it to store bytes; latin-1 only."""
     if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
@@ -160,7 +203,8 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     reconstruct = _numpy_attr("_core.multiarray._reconstruct", "core.multiarray._reconstruct")
     frombuffer = _numpy_attr("_core.numeric._frombuffer", "core.numeric._frombuffer")
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _plain_dtype}
+    reconstruct = _bounded_reconstruct(reconstruct)
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): _bounded_ndarray, ("numpy", "dtype"): _plain_dtype}
     allowed[("_codecs", "encode")] = _latin1_encode
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = reconstruct
@@ -195,9 +239,21 @@ def _get(record: dict, key: str) -> Any:
     raise KeyError(key)
 
 
+def _unpickle_file(raw: bytes, source: str) -> Any:
+    """Unpickle the bytes of `source` restrictedly; anything refused or malformed is a CorruptArchiveError naming it."""
+    try:
+        return unpickle_restricted(raw)
+    except pickle.UnpicklingError as exc:
+        raise CorruptArchiveError(f"{source}: refused: {exc}") from None
+    except Exception as exc:  # a malformed pickle can fail in many ways; all of them mean "not a batch file"
+        raise CorruptArchiveError(
+            f"{source}: not a CIFAR-10 python batch file (a malformed pickle: {type(exc).__name__}: {exc})"
+        ) from None
+
+
 def _parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, 3, 32, 32), int64 labels (N,)) from the bytes of one batch file."""
-    record = unpickle_restricted(raw)
+    record = _unpickle_file(raw, source)
     if not isinstance(record, dict):
         raise CorruptArchiveError(f"{source}: expected a pickled dict, got {type(record).__name__}")
     try:
@@ -205,6 +261,10 @@ def _parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(_get(record, "labels"))
     except KeyError as exc:
         raise CorruptArchiveError(f"{source}: missing key {exc.args[0]!r} (expected b'data' and b'labels')") from None
+    except (TypeError, ValueError) as exc:
+        raise CorruptArchiveError(f"{source}: b'data' and b'labels' must be arrays of numbers ({exc})") from None
+    if data.dtype.hasobject or labels.dtype.hasobject:
+        raise CorruptArchiveError(f"{source}: b'data' and b'labels' must be arrays of numbers, not Python objects")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise CorruptArchiveError(
             f"{source}: b'data' should be a uint8 array of shape (N, 3072), got {data.dtype} {data.shape}"
@@ -215,15 +275,15 @@ def _parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
-def _parse_meta(raw: bytes | None) -> tuple[str, ...]:
+def _parse_meta(raw: bytes | None, source: str) -> tuple[str, ...]:
     if raw is None:
         return CIFAR10_CLASSES
-    record = unpickle_restricted(raw)
+    record = _unpickle_file(raw, source)
     try:
         names = _get(record, "label_names")
-    except (KeyError, TypeError):
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    except (KeyError, TypeError, UnicodeDecodeError):
         return CIFAR10_CLASSES
-    names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     return names if len(names) == 10 else CIFAR10_CLASSES
 
 
@@ -239,7 +299,7 @@ def _build(files: dict[str, bytes | None], source: str) -> tuple[Dataset, Datase
     for name in (*TRAIN_FILES, TEST_FILE):
         if files.get(name) is None:
             raise CorruptArchiveError(f"{source}: {CIFAR10_FOLDER}/{name} is missing")
-    class_names = _parse_meta(files.get(META_FILE))
+    class_names = _parse_meta(files.get(META_FILE), f"{source}:{META_FILE}")
     parts = [_parse_batch(files[name], f"{source}:{name}") for name in TRAIN_FILES]
     test_images, test_labels = _parse_batch(files[TEST_FILE], f"{source}:{TEST_FILE}")
     train_images = np.concatenate([p[0] for p in parts])
@@ -262,7 +322,12 @@ def read_cifar10_archive(path: str | os.PathLike, expected_md5: str | None = Non
         for member in archive:
             name = wanted.get(member.name.removeprefix("./"))
             if name is not None and member.isfile():
-                files[name] = archive.extractfile(member).read()  # type: ignore[union-attr]
+                if member.size > MAX_BATCH_BYTES:
+                    raise CorruptArchiveError(
+                        f"{path}: member {member.name!r} is {member.size} bytes, more than the {MAX_BATCH_BYTES} "
+                        "allowed for one batch file"
+                    )
+                files[name] = archive.extractfile(member).read(member.size)  # type: ignore[union-attr]
     return _build(files, str(path))
 
 
@@ -272,7 +337,13 @@ def read_cifar10_folder(folder: str | os.PathLike) -> tuple[Dataset, Dataset]:
     files: dict[str, bytes | None] = {}
     for name in (*TRAIN_FILES, TEST_FILE, META_FILE):
         file = folder / name
-        files[name] = file.read_bytes() if file.is_file() else None
+        if not os.path.lexists(file):
+            files[name] = None
+            continue
+        try:
+            files[name] = read_regular_file(file, MAX_BATCH_BYTES, "CIFAR-10 batch file")
+        except (OSError, ValueError) as exc:
+            raise CorruptArchiveError(f"{file}: cannot be read as a CIFAR-10 batch file ({exc})") from None
     return _build(files, str(folder))
 
 

@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -75,6 +76,47 @@ def atomic_file(target: str | os.PathLike) -> Iterator[tuple[BinaryIO, Path]]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: Path, info: os.stat_result, max_bytes: int, what: str = "file") -> None:
+    """Raise ValueError naming `path` unless `info` (its stat, links followed) is a regular file of <= `max_bytes`."""
+    if not stat.S_ISREG(info.st_mode):
+        link = f" (a link to {os.path.realpath(path)})" if path.is_symlink() else ""
+        raise ValueError(f"{path}: is {_file_kind(info.st_mode)}{link}; only regular files are read")
+    if info.st_size > max_bytes:
+        raise ValueError(f"{path}: is {info.st_size} bytes, more than the {max_bytes} allowed for one {what}")
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int, what: str = "file") -> bytes:
+    """The bytes of the regular file at `path` (links followed), refusing anything else without blocking.
+
+    Opening with O_NONBLOCK never waits on a FIFO; ``fstat`` on the open file
+    decides whether it is a regular file of at most `max_bytes`, so a link to
+    ``/dev/zero`` or a file swapped in after a directory scan cannot make the
+    reader hang or eat memory. Errors are ValueError (or OSError from the
+    system) naming `path`; `what` names the file's role ("image").
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        check_regular_file(path, info, max_bytes, what)
+        raw = handle.read(info.st_size + 1)  # read(n) allocates n bytes: ask for what fstat promised, plus one
+    if len(raw) > info.st_size:
+        raise ValueError(f"{path}: grew while being read; only files that hold still are read")
+    return raw
 
 
 def file_md5(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

@@ -16,7 +16,19 @@ within a class are taken in file-name order. Hidden files and folders and
 files without an image extension are ignored.
 
 Every image is converted to RGB and all must share one size. Pixels are
-scaled to [0, 1] as float32 NCHW. Decoding 60,000 small JPEGs takes several
+scaled to [0, 1] as float32 NCHW by the image's bit depth: 8-bit images by
+255, 16-bit greyscale PNGs (and TIFFs) by 65535, so their full range is kept
+(if any image is 16-bit, the 8-bit ones are widened exactly, by 257). Pillow
+itself reduces 16-bit RGB PNGs to their top 8 bits, which keeps the scale.
+
+Hostile input is refused with the file's (or member's) name, never read
+without bound: only regular files are read (a link is followed first, so a
+link to ``/dev/zero`` or a FIFO named ``.png`` is refused, never opened for
+reading); a file or archive member larger than :data:`MAX_IMAGE_BYTES`, or an
+image of more pixels than :data:`MAX_IMAGE_PIXELS` (Pillow's own
+decompression-bomb limit), is refused before it is read or decoded. Archive
+members that are links, devices, or have ``..`` or absolute paths are never
+read (only regular members are, and nothing is written to disk). Decoding 60,000 small JPEGs takes several
 seconds, so ``cache=`` names an ``.npz`` file where the decoded uint8 pixels
 are kept (written to a temporary file, then renamed); it is reused while the
 files' names, sizes and modification times (or, for an archive, its MD5)
@@ -30,19 +42,31 @@ import io
 import logging
 import os
 import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from minigrad import backend
-from minigrad.data.datasets import Dataset, DatasetNotFoundError, atomic_file, file_md5, require_optional
+from minigrad.data.datasets import (
+    Dataset,
+    DatasetNotFoundError,
+    atomic_file,
+    check_regular_file,
+    file_md5,
+    read_regular_file,
+    require_optional,
+)
 
 np = backend.host
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test")
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"  # 2: 16-bit images kept at 16 bits
+
+MAX_IMAGE_BYTES = 64 << 20  # one encoded image file or archive member; real photos stay far below
+MAX_IMAGE_PIXELS = 89_478_485  # width x height of one image: Pillow's default decompression-bomb limit
 
 # An entry: (path parts relative to the root, a stamp of the file's version, a Path or the image's bytes).
 _Entry = tuple[tuple[str, ...], str, Any]
@@ -52,7 +76,12 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _check_image_file(file: Path, info: os.stat_result) -> None:
+    check_regular_file(file, info, MAX_IMAGE_BYTES, "image (MAX_IMAGE_BYTES)")
+
+
 def _scan_folder(root: Path) -> list[_Entry]:
+    """Image files under `root`; links are followed to what they name, which must be a regular file."""
     entries: list[_Entry] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -60,22 +89,39 @@ def _scan_folder(root: Path) -> list[_Entry]:
         for name in files:
             if _is_image(name):
                 file = Path(folder) / name
-                stat = file.stat()
-                entries.append(((*relative, name), f"{stat.st_size}:{stat.st_mtime_ns}", file))
+                try:
+                    info = file.stat()  # follows links
+                except OSError as exc:
+                    raise ValueError(f"{file}: cannot read it ({exc.strerror or exc}; a broken link?)") from exc
+                _check_image_file(file, info)
+                entries.append(((*relative, name), f"{info.st_size}:{info.st_mtime_ns}", file))
     return entries
 
 
 def _scan_archive(path: Path) -> list[_Entry]:
-    """Image members of a tar archive, their bytes read in one sequential pass (fast on .tar.gz)."""
+    """Image members of a tar archive, their bytes read in one sequential pass (fast on .tar.gz).
+
+    Only regular members are read (links and devices are skipped, and nothing
+    is written to disk); a member larger than :data:`MAX_IMAGE_BYTES` is refused
+    by name before its bytes are read.
+    """
     entries: list[_Entry] = []
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
                 parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
+                if member.name.startswith("/") or ".." in parts:
+                    logger.warning("%s: skipping member %r (an absolute path or one with '..')", path, member.name)
+                    continue
                 if member.isfile() and parts and _is_image(parts[-1]) and not any(p.startswith(".") for p in parts):
-                    data = archive.extractfile(member).read()  # type: ignore[union-attr]
+                    if member.size > MAX_IMAGE_BYTES:
+                        raise ValueError(
+                            f"{path}: member {member.name!r} is {member.size} bytes, more than the {MAX_IMAGE_BYTES} "
+                            "allowed for one image (MAX_IMAGE_BYTES); the archive was not read further"
+                        )
+                    data = archive.extractfile(member).read(member.size)  # type: ignore[union-attr]
                     entries.append((parts, str(member.size), data))
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"{path}: not a readable tar archive of images ({exc})") from exc
     return entries
 
@@ -115,31 +161,81 @@ def _formats_for(name: str) -> list[str] | None:
     return {"jpg": ["JPEG"], "jpeg": ["JPEG"], "png": ["PNG"]}.get(suffix)
 
 
+def _sixteen_bit(image: Any) -> np.ndarray | None:
+    """A 16-bit greyscale image as uint16 RGB (H, W, 3), or None for images Pillow gives in 8 bits per channel."""
+    if image.mode.startswith("I;16"):
+        grey = np.asarray(image).astype(np.uint16)
+    elif image.mode == "I":  # 16-bit PNGs in some Pillow versions; 32-bit integer TIFFs
+        grey = np.asarray(image)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise ValueError(f"32-bit integer pixels (from {grey.min()} to {grey.max()}) are not supported")
+        grey = grey.astype(np.uint16)
+    else:
+        return None
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
 def _decode_one(image_module: Any, raw: bytes, formats: list[str] | None) -> np.ndarray:
-    """One encoded image as a uint8 RGB array (H, W, 3)."""
+    """One encoded image as an RGB array (H, W, 3): uint8, or uint16 for a 16-bit image."""
     with image_module.open(io.BytesIO(raw), formats=formats) as image:
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"the image is {image.width}x{image.height}, more than the {MAX_IMAGE_PIXELS} pixels allowed "
+                "(MAX_IMAGE_PIXELS: a decompression bomb?)"
+            )
+        wide = _sixteen_bit(image)
+        if wide is not None:
+            return wide
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         return np.frombuffer(rgb.tobytes(), dtype=np.uint8).reshape(rgb.height, rgb.width, 3)
 
 
+def _read_source(source: Any) -> bytes:
+    if isinstance(source, bytes):
+        if len(source) > MAX_IMAGE_BYTES:
+            raise ValueError(f"is more than the {MAX_IMAGE_BYTES} bytes allowed for one image (MAX_IMAGE_BYTES)")
+        return source
+    return read_regular_file(source, MAX_IMAGE_BYTES, "image (MAX_IMAGE_BYTES)")
+
+
+def _widen(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels as 16-bit ones of the same value in [0, 1]: v * 257 maps 255 to 65535 exactly."""
+    return pixels.astype(np.uint16) * np.uint16(257) if pixels.dtype == np.uint8 else pixels
+
+
 def _decode(entries: Sequence[_Entry], root: str) -> np.ndarray:
-    """Decode `entries` to a uint8 array (N, 3, H, W); every image must have the first one's size."""
+    """Decode `entries` to a uint8 (or, if any image is 16-bit, uint16) array (N, 3, H, W) of one size."""
     image_module = require_optional("PIL.Image", "Pillow", "load_image_folder")
+    bomb = getattr(image_module, "DecompressionBombError", image_module.UnidentifiedImageError)
     out: np.ndarray | None = None
     first = ""
     for i, (parts, _, source) in enumerate(entries):
         where = f"{root}/{'/'.join(parts)}"
         try:
             # Reading the file in one call, then decoding from memory, is faster than letting Pillow read it piecemeal.
-            raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+            raw = _read_source(source)
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read the file ({exc})") from exc
+        except ValueError as exc:
+            if isinstance(source, Path):  # read_regular_file's messages name the file already
+                raise
+            raise ValueError(f"{where}: {exc}") from None
+        try:
             try:
                 pixels = _decode_one(image_module, raw, _formats_for(parts[-1]))
             except image_module.UnidentifiedImageError:
                 pixels = _decode_one(image_module, raw, None)  # the extension lied: let Pillow sniff the format
-        except (OSError, image_module.UnidentifiedImageError) as exc:
+        except (OSError, image_module.UnidentifiedImageError, bomb) as exc:
             raise ValueError(f"{where}: cannot decode the image ({exc})") from exc
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
         if out is None:
-            out = np.empty((len(entries), *pixels.shape), dtype=np.uint8)
+            try:
+                out = np.empty((len(entries), *pixels.shape), dtype=pixels.dtype)
+            except MemoryError:
+                raise ValueError(
+                    f"{root}: {len(entries)} images of {pixels.shape[1]}x{pixels.shape[0]} do not fit in memory"
+                ) from None
             first = where
         elif pixels.shape != out.shape[1:]:
             h, w = out.shape[1:3]
@@ -147,6 +243,9 @@ def _decode(entries: Sequence[_Entry], root: str) -> np.ndarray:
                 f"{where}: image size is {pixels.shape[1]}x{pixels.shape[0]} (width x height), but {first} "
                 f"is {w}x{h}; all images must share one size (resize them first)"
             )
+        if pixels.dtype != out.dtype:
+            out = _widen(out)
+            pixels = _widen(pixels)
         out[i] = pixels
     assert out is not None
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
@@ -242,8 +341,9 @@ def load_image_folder(
     class_names = [str(c) for c in arrays["class_names"]]
 
     def make(split: str, dataset_name: str) -> Dataset:
-        images = arrays[f"{split}_images"].astype(np.float32)
-        images *= np.float32(1.0 / 255.0)
+        stored = arrays[f"{split}_images"]
+        images = stored.astype(np.float32)
+        images *= np.float32(1.0 / (65535.0 if stored.dtype == np.uint16 else 255.0))
         return Dataset(images, arrays[f"{split}_labels"], len(class_names), dataset_name, class_names)
 
     if "train_images" in arrays:

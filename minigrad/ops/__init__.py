@@ -28,7 +28,7 @@ from minigrad.ops.elementwise import (
 )
 from minigrad.ops.linalg import matmul
 from minigrad.ops.loss import cross_entropy, l1_loss, log_softmax, mse_loss, nll_loss, softmax
-from minigrad.ops.reduce import argmax, max, mean, sum
+from minigrad.ops.reduce import argmax, logsumexp, max, mean, min, sum
 from minigrad.ops.shape import (
     concatenate,
     flatten,
@@ -64,11 +64,13 @@ __all__ = [
     "less",
     "log",
     "log_softmax",
+    "logsumexp",
     "matmul",
     "max",
     "max_pool2d",
     "maximum",
     "mean",
+    "min",
     "mse_loss",
     "mul",
     "neg",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.ops import elementwise, reduce
 from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
@@ -52,7 +52,10 @@ class CrossEntropy(Function):
         xp = backend.namespace(logits)
         log_probs = _log_softmax(logits, 1)
         classes = xp.arange(logits.shape[1], device=logits.device)
-        self.one_hot = xp.astype(labels[:, None] == classes[None, :], logits.dtype)
+        one_hot = xp.astype(labels[:, None] == classes[None, :], logits.dtype)
+        # A label outside [0, C) makes its row NaN (loss and gradient), checked on the device without a host read.
+        valid = (labels >= 0) & (labels < logits.shape[1])
+        self.one_hot = xp.where(valid[:, None], one_hot, backend.scalar_like(float("nan"), one_hot))
         self.softmax = xp.exp(log_probs)
         return -xp.sum(log_probs * self.one_hot) / logits.shape[0]
 
@@ -60,16 +63,21 @@ class CrossEntropy(Function):
         return grad * (self.softmax - self.one_hot) / self.one_hot.shape[0], None
 
 
+def _softmax_axis(owner: str, x: Tensor, axis: int, dim: int | None) -> int:
+    axis, _ = reduce.torch_axis(owner, None if dim is not None else axis, False, dim, None)
+    return validate.axis(owner, axis, x.ndim)
+
+
 @tensor_method("log_softmax")
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """log(softmax(x)) along `axis`, computed stably."""
-    return LogSoftmax.apply(x, axis=axis % x.ndim)
+def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """log(softmax(x)) along `axis` (or PyTorch's ``dim``), computed stably."""
+    return LogSoftmax.apply(x, axis=_softmax_axis("log_softmax", x, axis, dim))
 
 
 @tensor_method("softmax")
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along `axis`, computed stably."""
-    return Softmax.apply(x, axis=axis % x.ndim)
+def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis` (or PyTorch's ``dim``), computed stably."""
+    return Softmax.apply(x, axis=_softmax_axis("softmax", x, axis, dim))
 
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -100,10 +108,11 @@ def _check_class_labels(owner: str, scores: Tensor, labels: Any) -> Tensor:
         raise TypeError(f"{owner}: labels must be integers (class indices), got dtype {backend.dtype_name(labels.dtype)}")
     if scores.shape[0] == 0:
         raise ValueError(f"{owner}: the batch is empty (input of shape (0, C))")
-    xp = backend.namespace(labels.data)
-    low, high = backend.item(xp.min(labels.data)), backend.item(xp.max(labels.data))
-    if low < 0 or high >= scores.shape[1]:
-        raise ValueError(f"{owner}: labels must lie in [0, {scores.shape[1]}), got values from {low} to {high}")
+    on_host = backend.host_view(labels.data)
+    if on_host is not None:  # free on the host; on a device (CuPy) it would be a synchronization at every step
+        low, high = on_host.min().item(), on_host.max().item()
+        if low < 0 or high >= scores.shape[1]:
+            raise ValueError(f"{owner}: labels must lie in [0, {scores.shape[1]}), got values from {low} to {high}")
     return labels
 
 
@@ -113,6 +122,9 @@ def cross_entropy(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Te
     The mean is fused: log-softmax and the negative log-likelihood in one op,
     stable for logits as large as ±1e4 (no NaN, no inf). ``"sum"`` and
     ``"none"`` go through :func:`nll_loss` of :func:`log_softmax`, equally stable.
+    Labels outside [0, C) raise a ValueError when they are in host memory; on a
+    device, reading them would stop the GPU at every step, so such a label
+    makes the loss NaN instead, which the first read of the loss shows.
     """
     check_reduction("cross_entropy", reduction)
     labels = _check_class_labels("cross_entropy", logits, labels)

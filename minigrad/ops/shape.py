@@ -1,4 +1,4 @@
-"""Ops that move elements without changing them: reshape, permute, indexing, concatenate, stack, pad."""
+"""Ops that move elements without changing them: reshape and view, flatten, (un)squeeze, permute, t, indexing, pad."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.tensor import Function, Tensor, check_same_device, tensor_method
 
 
@@ -121,11 +121,7 @@ def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
 
 def _dim(name: str, dim: Any, ndim: int) -> int:
     """`dim` as an axis in [0, ndim), accepting negatives as PyTorch does; else a clear error naming `name`."""
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"{name}: dim: expected an int, got {type(dim).__name__} {dim!r}")
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"{name}: dim: expected an axis in [{-ndim}, {ndim - 1}], got {dim}")
-    return dim % ndim
+    return validate.axis(name, dim, ndim, name="dim")
 
 
 @tensor_method("flatten")
@@ -134,10 +130,10 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
     ``x.flatten()`` is 1-d; ``x.flatten(1)`` keeps the batch axis. A 0-d tensor becomes shape (1,).
     """
+    ndim = max(x.ndim, 1)  # a 0-d tensor accepts dims 0 and -1, as in PyTorch
+    start, end = _dim("flatten", start_dim, ndim), _dim("flatten", end_dim, ndim)
     if x.ndim == 0:
-        _dim("flatten", start_dim, 1), _dim("flatten", end_dim, 1)
         return reshape(x, (1,))
-    start, end = _dim("flatten", start_dim, x.ndim), _dim("flatten", end_dim, x.ndim)
     if start > end:
         raise ValueError(
             f"flatten: start_dim must not come after end_dim, got start_dim={start_dim}, end_dim={end_dim} "
@@ -181,9 +177,12 @@ def permute(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
     """Reorder the axes: output axis i is input axis ``axes[i]``."""
     if len(axes) == 1 and not isinstance(axes[0], int):
         axes = tuple(axes[0])
-    if sorted(a % x.ndim for a in axes) != list(range(x.ndim)) or len(axes) != x.ndim:
-        raise ValueError(f"permute: expected a permutation of range({x.ndim}) for shape {x.shape}, got {axes}")
-    return Permute.apply(x, axes=tuple(a % x.ndim for a in axes))
+    if len(axes) != x.ndim:
+        raise ValueError(f"permute: axes: expected a permutation of range({x.ndim}) for shape {x.shape}, got {axes}")
+    checked = tuple(validate.axis("permute", a, x.ndim, name="axes") for a in axes)
+    if sorted(checked) != list(range(x.ndim)):
+        raise ValueError(f"permute: axes: expected a permutation of range({x.ndim}) for shape {x.shape}, got {axes}")
+    return Permute.apply(x, axes=checked)
 
 
 @tensor_method("transpose")
@@ -191,8 +190,10 @@ def transpose(x: Tensor, axis0: int = -2, axis1: int = -1) -> Tensor:
     """Swap two axes (the last two by default)."""
     if x.ndim < 2:
         raise ValueError(f"transpose: expected a tensor with at least 2 axes, got shape {x.shape}")
+    first = validate.axis("transpose", axis0, x.ndim, name="axis0")
+    second = validate.axis("transpose", axis1, x.ndim, name="axis1")
     axes = list(range(x.ndim))
-    axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+    axes[first], axes[second] = axes[second], axes[first]
     return Permute.apply(x, axes=tuple(axes))
 
 
@@ -239,9 +240,7 @@ def take(x: Tensor, indices: Any, axis: int = 0) -> Tensor:
     index = indices if isinstance(indices, Tensor) else Tensor(backend.asarray(indices, "int64"))
     if index.ndim != 1 or backend.is_floating(index.data):
         raise ValueError(f"take: indices must be a 1-d integer array, got shape {index.shape}, dtype {index.dtype}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"take: axis must lie in [{-x.ndim}, {x.ndim}) for shape {x.shape}, got {axis}")
-    return Take.apply(x, index, axis=axis % x.ndim)
+    return Take.apply(x, index, axis=validate.axis("take", axis, x.ndim))
 
 
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -250,7 +249,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("concatenate: expected at least one tensor, got none")
     ndim = tensors[0].ndim
-    axis = axis % ndim
+    axis = validate.axis("concatenate", axis, ndim)
     for t in tensors:
         if t.ndim != ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != axis):
             shown = ", ".join(str(u.shape) for u in tensors)
@@ -266,7 +265,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         raise ValueError("stack: expected at least one tensor, got none")
     if len({t.shape for t in tensors}) != 1:
         raise ValueError(f"stack: all tensors must have one shape, got {', '.join(str(t.shape) for t in tensors)}")
-    return Stack.apply(*tensors, axis=axis % (tensors[0].ndim + 1))
+    return Stack.apply(*tensors, axis=validate.axis("stack", axis, tensors[0].ndim + 1))
 
 
 @tensor_method("pad")
