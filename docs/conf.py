@@ -34,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = sorted(p.stem for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+PAGES = sorted(p.stem for p in (ROOT / "docs").glob("*.md") if p.stem not in ("results", "api"))  # after results
 
 project = "minigrad"
 author = "the minigrad authors"
@@ -51,8 +52,7 @@ extensions = [
 root_doc = "README"
 include_patterns = [
     "README.md",
-    "docs/results.md",
-    "docs/api.md",
+    "docs/*.md",  # results, architecture, reliability, the API reference's entry page
     "docs/api/**",
     "benchmarks/README.md",
     "tutorials/[0-9][0-9]_*.py",
@@ -97,10 +97,11 @@ def _add_navigation(app, docname: str, source: list[str]) -> None:
     """Give the site its table of contents: README.md itself stays plain Markdown for code hosts."""
     if docname != root_doc:
         return
-    entries = "\n".join(f"tutorials/{name}" for name in TUTORIALS)
+    tutorials = "\n".join(f"tutorials/{name}" for name in TUTORIALS)
+    reference = "\n".join(["docs/results", *(f"docs/{name}" for name in PAGES), "benchmarks/README", "docs/api"])
     source[0] += (
-        f"\n\n```{{toctree}}\n:hidden:\n:caption: Tutorials\n\n{entries}\n```\n"
-        "\n```{toctree}\n:hidden:\n:caption: Reference\n\ndocs/results\nbenchmarks/README\ndocs/api\n```\n"
+        f"\n\n```{{toctree}}\n:hidden:\n:caption: Tutorials\n\n{tutorials}\n```\n"
+        f"\n```{{toctree}}\n:hidden:\n:caption: Reference\n\n{reference}\n```\n"
     )
 
 

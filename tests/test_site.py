@@ -2,7 +2,7 @@
 
 The site is built once (the command README.md gives, into a temporary folder),
 which executes every tutorial. Then headless Chromium opens each tutorial page,
-README's and the results page, runs their scripts, and dumps the DOM. In it:
+README's and each page of docs/, runs their scripts, and dumps the DOM. In it:
 
 - the maths was typeset by the local MathJax: every maths element holds a
   ``mjx-container``, and no raw ``$$``, ``\\(`` or ``\\[`` is left in the text;
@@ -32,7 +32,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
-PAGES = [f"tutorials/{p.stem}.html" for p in TUTORIALS] + ["README.html", "docs/results.html"]
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [f"tutorials/{p.stem}.html" for p in TUTORIALS] + ["README.html"] + [f"docs/{p.stem}.html" for p in DOCS]
 DOCS_MODULES = ("sphinx", "myst_nb", "jupytext", "ipykernel", "sphinx-mathjax-offline")
 IMAGE_PROBE = (
     "<script>window.addEventListener('load', () => document.querySelectorAll('img').forEach("
