@@ -2,7 +2,9 @@
 
 Build it from the repository root (README.md gives the same line)::
 
-    python -m sphinx -c docs . docs/_build/html
+    python -m sphinx --show-traceback -c docs . docs/_build/html
+
+(``--show-traceback`` prints the failing cell and its error when a tutorial fails.)
 
 The source folder is the repository itself, restricted by ``include_patterns`` to
 the pages of the site, so that README.md, docs/results.md and the tutorials keep
@@ -32,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = sorted(p.stem for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+PAGES = sorted(p.stem for p in (ROOT / "docs").glob("*.md") if p.stem not in ("results", "api"))  # after results
 
 project = "minigrad"
 author = "the minigrad authors"
@@ -49,8 +52,7 @@ extensions = [
 root_doc = "README"
 include_patterns = [
     "README.md",
-    "docs/results.md",
-    "docs/api.md",
+    "docs/*.md",  # results, architecture, reliability, the API reference's entry page
     "docs/api/**",
     "benchmarks/README.md",
     "tutorials/[0-9][0-9]_*.py",
@@ -95,10 +97,11 @@ def _add_navigation(app, docname: str, source: list[str]) -> None:
     """Give the site its table of contents: README.md itself stays plain Markdown for code hosts."""
     if docname != root_doc:
         return
-    entries = "\n".join(f"tutorials/{name}" for name in TUTORIALS)
+    tutorials = "\n".join(f"tutorials/{name}" for name in TUTORIALS)
+    reference = "\n".join(["docs/results", *(f"docs/{name}" for name in PAGES), "benchmarks/README", "docs/api"])
     source[0] += (
-        f"\n\n```{{toctree}}\n:hidden:\n:caption: Tutorials\n\n{entries}\n```\n"
-        "\n```{toctree}\n:hidden:\n:caption: Reference\n\ndocs/results\nbenchmarks/README\ndocs/api\n```\n"
+        f"\n\n```{{toctree}}\n:hidden:\n:caption: Tutorials\n\n{tutorials}\n```\n"
+        f"\n```{{toctree}}\n:hidden:\n:caption: Reference\n\n{reference}\n```\n"
     )
 
 

@@ -2,13 +2,15 @@
 
 matplotlib is an optional dependency (``pip install 'minigrad[train]'``); it
 is imported on first use, with the non-interactive Agg backend so that the
-figures render on machines without a display. Each function returns the
+figures render on machines without a display, unless the program already uses
+pyplot (a notebook, a script with its own figures): then its backend is left alone. Each function returns the
 matplotlib Figure, so that callers (and tests) can inspect what was drawn;
 :func:`save` writes it as PNG and closes it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ def _pyplot() -> Any:
         raise ImportError(
             "the figures of minigrad reproduce need matplotlib, which is not installed: pip install 'minigrad[train]'"
         ) from exc
-    matplotlib.use("Agg", force=True)
+    if "matplotlib.pyplot" not in sys.modules:  # a command-line run; a notebook keeps its inline figures
+        matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     return plt

@@ -2,7 +2,7 @@
 
 The site is built once (the command README.md gives, into a temporary folder),
 which executes every tutorial. Then headless Chromium opens each tutorial page,
-README's and the results page, runs their scripts, and dumps the DOM. In it:
+README's and each page of docs/, runs their scripts, and dumps the DOM. In it:
 
 - the maths was typeset by the local MathJax: every maths element holds a
   ``mjx-container``, and no raw ``$$``, ``\\(`` or ``\\[`` is left in the text;
@@ -21,6 +21,7 @@ import html.parser
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -31,7 +32,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
-PAGES = [f"tutorials/{p.stem}.html" for p in TUTORIALS] + ["README.html", "docs/results.html"]
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [f"tutorials/{p.stem}.html" for p in TUTORIALS] + ["README.html"] + [f"docs/{p.stem}.html" for p in DOCS]
 DOCS_MODULES = ("sphinx", "myst_nb", "jupytext", "ipykernel", "sphinx-mathjax-offline")
 IMAGE_PROBE = (
     "<script>window.addEventListener('load', () => document.querySelectorAll('img').forEach("
@@ -41,18 +43,23 @@ IMAGE_PROBE = (
 pytestmark = [pytest.mark.browser, pytest.mark.backends("numpy")]
 
 
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MINIGRAD_REQUIRE_BROWSER_TEST") == "1":
+        pytest.fail(f"MINIGRAD_REQUIRE_BROWSER_TEST=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _require_docs_extra() -> None:
+    missing = [name for name in DOCS_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        _unavailable(f"the docs extra is not installed (missing {', '.join(missing)}): pip install -e '.[docs]'")
+
+
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
-    missing = [name for name in DOCS_MODULES if importlib.util.find_spec(name) is None]
-    reason = None
     if found is None:
-        reason = "Chromium is not installed (Debian: apt-get install chromium)"
-    elif missing:
-        reason = f"the docs extra is not installed (missing {', '.join(missing)}): pip install -e '.[docs]'"
-    if reason is not None:
-        if os.environ.get("MINIGRAD_REQUIRE_BROWSER_TEST") == "1":
-            pytest.fail(f"MINIGRAD_REQUIRE_BROWSER_TEST=1 but {reason}")
-        pytest.skip(reason)
+        _unavailable("Chromium is not installed (Debian: apt-get install chromium)")
+    _require_docs_extra()
     return found
 
 
@@ -66,12 +73,42 @@ def site(chromium, tmp_path_factory) -> Path:
     """The site, built by README's command into a temporary folder (executing every tutorial)."""
     build = tmp_path_factory.mktemp("site")
     out = build / "html"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MINIGRAD_TUTORIAL_OUT": str(build / "tutorial-output")}
-    command = [sys.executable, "-m", "sphinx", "-q", "-c", "docs", ".", str(out), "-d", str(build / "doctrees")]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    result = _build(ROOT, build)
     assert result.returncode == 0, f"the site build failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     assert (out / "index.html").is_file()
     return out
+
+
+def _readme_build_arguments() -> list[str]:
+    """The arguments of the site build command README.md gives (one line, after the docs extra's install)."""
+    found = re.search(
+        r'^python -m pip install -e "\.\[docs\]" && python -m sphinx (.+)$', (ROOT / "README.md").read_text(), re.M
+    )
+    assert found, "README.md must give the site's build command on one line"
+    arguments = shlex.split(found.group(1))
+    assert arguments[-4:] == ["-c", "docs", ".", "docs/_build/html"], arguments
+    return arguments
+
+
+def _build(source: Path, build: Path) -> subprocess.CompletedProcess:
+    """README's build command, with `source` as the repository and `build`/html as the output folder."""
+    arguments = _readme_build_arguments()[:-4] + ["-c", str(ROOT / "docs"), ".", str(build / "html")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MINIGRAD_TUTORIAL_OUT": str(build / "tutorial-output")}
+    command = [sys.executable, "-m", "sphinx", "-q", *arguments, "-d", str(build / "doctrees")]
+    return subprocess.run(command, cwd=source, env=env, capture_output=True, text=True, timeout=1200)
+
+
+def test_a_failing_tutorial_fails_the_build(tmp_path):
+    _require_docs_extra()
+    source = tmp_path / "source"
+    (source / "tutorials").mkdir(parents=True)
+    (source / "README.md").write_text("# A site with one tutorial\n")
+    (source / "tutorials" / "01_broken.py").write_text(
+        "# %% [markdown]\n# # A tutorial whose check fails\n\n# %%\nassert 1 + 1 == 3, 'arithmetic is broken'\n"
+    )
+    result = _build(source, tmp_path / "build")
+    assert result.returncode != 0, "a tutorial that raises must fail the build"
+    assert "arithmetic is broken" in result.stdout + result.stderr
 
 
 class _Page(html.parser.HTMLParser):

@@ -49,7 +49,8 @@ from minigrad.studies import recurrent as study
 
 started = time.perf_counter()
 mg.use_backend("numpy")
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", "."))  # where figures go
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 np.set_printoptions(precision=3, suppress=True)
