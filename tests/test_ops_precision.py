@@ -120,6 +120,13 @@ def _log_sum_exp(row: list[Decimal]) -> Decimal:
     return peak + log_rest
 
 
+def _one_minus_exp(log_p: Decimal) -> Decimal:
+    """1 - e^log_p without rounding e^log_p to 1 when log_p is tiny."""
+    if abs(log_p) < Decimal("1e-12"):
+        return -(log_p + log_p * log_p / 2)
+    return 1 - log_p.exp()
+
+
 def _log_softmax_row(row: list[Decimal]) -> list[Decimal]:
     peak, log_rest = _peak_and_log_rest(row)
     return [(v - peak) - log_rest for v in row]  # not v - (peak + log_rest), which would round the tiny log_rest
@@ -156,8 +163,9 @@ def test_log_softmax_logsumexp_and_cross_entropy_where_one_logit_dominates(dtype
     probs = [[v.exp() for v in row] for row in reference]
     scale = [max(abs(v) for v in row) for row in exact]  # the largest |x_j| of each row
     # sum_j |x_j| |df/dx_j| <= scale * (1-norm of the gradient), for f = log p_i, p_i and logsumexp
-    cond_log = [2 * scale[r] * (1 - p) for r, row in enumerate(probs) for p in row]
-    cond_p = [2 * scale[r] * p * (1 - p) for r, row in enumerate(probs) for p in row]
+    rest = [[_one_minus_exp(v) for v in row] for row in reference]  # 1 - p, unrounded where p is near 1
+    cond_log = [2 * scale[r] * q for r, row in enumerate(rest) for q in row]
+    cond_p = [2 * scale[r] * p * q for r in range(n) for p, q in zip(probs[r], rest[r])]
     flat = [v for row in reference for v in row]
     _close(host(mg.log_softmax(logits, axis=1)).ravel(), flat, dtype, "log_softmax", cond_log)
     _close(host(mg.softmax(logits, axis=1)).ravel(), [p for row in probs for p in row], dtype, "softmax", cond_p)
