@@ -1,9 +1,11 @@
 """minigrad: a readable autodiff engine on NumPy and CuPy, built around Batch Renormalization.
 
-import minigrad as mg
-x = mg.Tensor([[1.0, 2.0]], requires_grad=True)
-(x * x).sum().backward()
-x.grad  # array([[2., 4.]])
+For example::
+
+    import minigrad as mg
+    x = mg.Tensor([[1.0, 2.0]], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # array([[2., 4.]])
 """
 
 from minigrad import (
@@ -25,6 +27,7 @@ from minigrad.backend import (
     using_backend,
 )
 from minigrad.checkpoint import CheckpointError, load, save
+from minigrad.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.ops import (
     abs,
@@ -65,6 +68,7 @@ __all__ = [
     "Tensor",
     "abs",
     "active_backend",
+    "arange",
     "nn",
     "norm",
     "models",
@@ -76,6 +80,7 @@ __all__ = [
     "cuda_available",
     "exp",
     "flatten",
+    "full",
     "gradcheck",
     "is_grad_enabled",
     "load",
@@ -87,8 +92,12 @@ __all__ = [
     "maximum",
     "mean",
     "no_grad",
+    "ones",
+    "ones_like",
     "ops",
     "pad",
+    "rand",
+    "randn",
     "relu",
     "save",
     "sigmoid",
@@ -98,8 +107,11 @@ __all__ = [
     "stack",
     "sum_to",
     "tanh",
+    "tensor",
     "tensor_method",
     "unsqueeze",
     "use_backend",
     "using_backend",
+    "zeros",
+    "zeros_like",
 ]

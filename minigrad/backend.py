@@ -343,6 +343,16 @@ def scalar_like(value: float, array: Array) -> Array:
     return xp.asarray(value, dtype=array.dtype, device=array_api_compat.device(array))
 
 
+def host_view(array: Array) -> np.ndarray | None:
+    """`array` as a NumPy array without a copy when it already lives in host memory (NumPy), else None.
+
+    For checks that are free on the host but would cost a device-to-host copy
+    (a synchronization) elsewhere: callers check the values when this is not
+    None and use a device-side fallback otherwise.
+    """
+    return array if library_of(array) == "numpy" else None
+
+
 def item(array: Array) -> float | int | bool:
     """The Python number held by a one-element array."""
     return to_numpy(array).reshape(()).item()
@@ -415,7 +425,7 @@ def scatter_add_portable(shape: Sequence[int], key: Any, values: Array) -> Array
 
 
 def scatter_add_rows(num_rows: int, indices: Array, values: Array) -> Array:
-    """Zeros of shape (num_rows, *values.shape[1:]) with ``out[indices[k]] += values[k]`` for every k.
+    """Zeros of shape ``(num_rows, *values.shape[1:])`` with ``out[indices[k]] += values[k]`` for every k.
 
     The backward of ``take`` along axis 0. On NumPy and CuPy the general
     :func:`scatter_add`; elsewhere a one-hot matrix of shape (num_rows, k)

@@ -7,110 +7,210 @@ to the module that does the work; this file only parses and reports.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from minigrad import distributed
+from minigrad import backend, distributed
+from minigrad.backend import BackendUnavailableError
 from minigrad.memory import keep_freed_memory
-from minigrad.train import LR_SCHEDULES, MODELS, NORMS, OPTIMIZERS, SAMPLERS, ConfigError, TrainConfig, train
+from minigrad.runfolder import RunFolderWriteError
+from minigrad.train import (
+    DEFAULT_MOMENTUM,
+    LR_SCHEDULES,
+    MODELS,
+    NORMS,
+    OPTIMIZERS,
+    SAMPLERS,
+    ConfigError,
+    TrainConfig,
+    train,
+)
+
+np = backend.host
+
+
+def _integer(text: str) -> int:
+    """An integer option's value (the range is checked with the configuration, which names the option)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
+def _number(text: str) -> float:
+    """A real option's value; NaN and infinities parse, and the configuration refuses them by name."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``minigrad train`` (also used by ``minigrad reproduce`` for the shared ones)."""
+    """Options of ``minigrad train``; every help text states the default."""
     defaults = TrainConfig()
-    data = parser.add_argument_group("data")
+    data = parser.add_argument_group("data", "what to train on")
     data.add_argument(
         "--dataset",
         choices=("digits", "cifar10", "imagefolder"),
         default=defaults.dataset,
-        help="digits: scikit-learn's 8x8 digits, offline (default); cifar10: see --data",
+        help="digits: scikit-learn's 8x8 digits, offline; cifar10: see --data and --download; imagefolder: "
+        "train/ and test/ folders of class folders given as --data (default: %(default)s)",
     )
     data.add_argument(
         "--data",
         metavar="PATH",
         default=None,
         help="CIFAR-10 python archive (cifar-10-python.tar.gz), its extracted folder, or an image "
-        "folder with train/ and test/; default: the download cache",
+        "folder with train/ and test/ (default: the download cache for cifar10)",
     )
-    data.add_argument("--data-cache", metavar="FILE.npz", help="keep decoded image-folder pixels here for fast reloads")
-    data.add_argument("--download", action="store_true", help="download CIFAR-10 (with checksum) into the cache")
-    data.add_argument("--train-subset", type=_positive_int, metavar="N", help="train on a stratified subset of N images")
+    data.add_argument(
+        "--data-cache", metavar="FILE.npz", help="keep decoded image-folder pixels here for fast reloads (default: none)"
+    )
+    data.add_argument(
+        "--download",
+        action="store_true",
+        help="cifar10: download the archive (MD5-checked) into the cache when it is not there (default: off)",
+    )
+    data.add_argument(
+        "--train-subset",
+        type=_positive_int,
+        metavar="N",
+        help="train on a stratified subset of N images (default: the whole training set)",
+    )
     data.add_argument(
         "--no-augment",
         dest="augment",
         action="store_false",
         default=None,
-        help="no random crop and flip (on by default for CIFAR-10)",
+        help="no random crop and flip (default: on for CIFAR-10, off for digits)",
     )
     model = parser.add_argument_group("model and normalization")
     model.add_argument("--model", choices=MODELS, help="default: digits_cnn for digits, cifar_cnn otherwise")
-    model.add_argument("--norm", choices=NORMS, default=defaults.norm, help="bn, brn (Batch Renorm, default) or none")
+    model.add_argument(
+        "--norm", choices=NORMS, default=defaults.norm, help="bn, brn (Batch Renorm) or none (default: %(default)s)"
+    )
     model.add_argument(
         "--virtual-batch-size",
         type=_positive_int,
         metavar="K",
-        help="normalize groups of K examples on their own (the paper's microbatches)",
+        help="normalize groups of K examples on their own, the paper's microbatches (default: the whole batch)",
     )
-    model.add_argument("--r-max", type=float, help="fixed r_max instead of the paper's schedule scaled to --steps")
-    model.add_argument("--d-max", type=float, help="fixed d_max instead of the paper's schedule scaled to --steps")
+    model.add_argument(
+        "--r-max",
+        type=_number,
+        help="--norm brn: a fixed r_max instead of the paper's schedule scaled to --steps (default: the schedule)",
+    )
+    model.add_argument(
+        "--d-max",
+        type=_number,
+        help="--norm brn: a fixed d_max instead of the paper's schedule scaled to --steps (default: the schedule)",
+    )
     model.add_argument(
         "--norm-momentum",
-        type=float,
+        type=_number,
         default=defaults.norm_momentum,
-        help=f"update rate of the running statistics (default {defaults.norm_momentum})",
+        help="update rate of the running statistics (default: %(default)s)",
     )
     model.add_argument(
         "--sync-bn",
         action="store_true",
         help="under mpiexec: BatchNorm statistics over the whole global batch (every rank's shard) instead of each "
-        "rank's own shard, the paper's setting; needs --norm bn (one process: plain BatchNorm)",
+        "rank's own shard, the paper's setting; needs --norm bn (default: off)",
     )
     batches = parser.add_argument_group("batches")
     batches.add_argument(
         "--batch-size",
         type=_positive_int,
         default=defaults.batch_size,
-        help="the global batch: under mpiexec -n K each rank takes its shard of it (default 32)",
+        help="the global batch: under mpiexec -n K each rank takes its shard of it (default: %(default)s)",
     )
     batches.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default=defaults.sampler,
-        help="iid (default); noniid: --examples-per-label images per label; halfsplit: pairs split "
-        "across two normalized halves",
+        help="iid; noniid: --examples-per-label images per label; halfsplit: pairs split "
+        "across two normalized halves (default: %(default)s)",
     )
     batches.add_argument(
         "--examples-per-label",
         type=_positive_int,
         default=defaults.examples_per_label,
-        help="non-i.i.d. group size k (2 is the paper's; the batch size gives one label per batch)",
+        help="--sampler noniid: images per label in a batch, 2 is the paper's, the batch size gives one label "
+        "per batch (default: %(default)s)",
     )
-    optim = parser.add_argument_group("optimization")
-    optim.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    optim.add_argument("--lr", type=float, default=defaults.lr)
-    optim.add_argument("--momentum", type=float, default=defaults.momentum)
-    optim.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    optim.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule)
-    optim.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    optim.add_argument("--steps", type=_positive_int, default=defaults.steps)
-    optim.add_argument("--ema", type=float, metavar="DECAY", help="evaluate an exponential moving average of the weights")
+    optim = parser.add_argument_group(
+        "optimization",
+        "the optimizer and its learning-rate schedule; a --resume that changes one of these needs --allow-changed",
+    )
+    optim.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=defaults.optimizer,
+        help="sgd is Nesterov momentum SGD (default: %(default)s)",
+    )
+    optim.add_argument("--lr", type=_number, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    optim.add_argument("--momentum", type=_number, help=f"sgd and rmsprop only; adam has none (default: {DEFAULT_MOMENTUM})")
+    optim.add_argument(
+        "--weight-decay", type=_number, default=defaults.weight_decay, help="L2 weight decay (default: %(default)s)"
+    )
+    optim.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=defaults.lr_schedule,
+        help="cosine: annealed to 0 over --steps; step: x0.1 every third of --steps (default: %(default)s)",
+    )
+    optim.add_argument(
+        "--warmup-steps",
+        type=_integer,
+        default=defaults.warmup_steps,
+        help="linear learning-rate warm-up over this many steps (default: %(default)s)",
+    )
+    optim.add_argument(
+        "--steps", type=_positive_int, default=defaults.steps, help="training steps of the run (default: %(default)s)"
+    )
+    optim.add_argument(
+        "--ema",
+        type=_number,
+        metavar="DECAY",
+        help="evaluate an exponential moving average of the weights with this decay (default: off)",
+    )
     run = parser.add_argument_group("run")
-    run.add_argument("--eval-every", type=_positive_int, default=defaults.eval_every)
+    run.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        default=defaults.eval_every,
+        help="steps between evaluations, each followed by a checkpoint (default: %(default)s)",
+    )
     run.add_argument(
         "--eval-batch-stats",
         action="store_true",
-        help="also evaluate with batch statistics on test batches drawn like the training batches",
+        help="also evaluate with batch statistics on test batches drawn like the training batches (default: off)",
     )
-    run.add_argument("--backend", choices=("numpy", "cupy", "array_api_strict"), default=defaults.backend)
-    run.add_argument("--seed", type=int, default=defaults.seed)
-    run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    run.add_argument(
+        "--backend",
+        choices=("numpy", "cupy", "array_api_strict"),
+        default=defaults.backend,
+        help="numpy (CPU) or cupy (NVIDIA GPU) (default: %(default)s)",
+    )
+    run.add_argument(
+        "--seed",
+        type=_integer,
+        default=defaults.seed,
+        help="seed of weights, batches, augmentation (default: %(default)s)",
+    )
+    run.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar (default: a progress bar)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -119,17 +219,39 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{name: value for name, value in vars(args).items() if name in fields})
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``minigrad train: error: argument --lr: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minigrad", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="minigrad", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     train_parser = commands.add_parser(
         "train",
         help="train a CNN with BatchNorm or Batch Renorm",
-        description="Train a CNN with BatchNorm or Batch Renorm and evaluate it.",
+        description="Train a CNN with BatchNorm or Batch Renorm and evaluate it. Exit status: 0 when the run "
+        "finished, 2 for an option that cannot work, 1 when training failed (diverged, a write failed), 130 after "
+        "Ctrl-C and 143 after SIGTERM (both save a checkpoint first).",
     )
     add_train_arguments(train_parser)
-    train_parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/<dataset>-<norm>-<sampler>-<time>)")
-    train_parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    folder = train_parser.add_argument_group("run folder")
+    folder.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder, new or empty unless resumed (default: runs/<dataset>-<norm>-<sampler>-<time>)",
+    )
+    folder.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --out from its checkpoint (default: off)"
+    )
+    folder.add_argument(
+        "--allow-changed",
+        action="store_true",
+        help="with --resume: accept optimization settings that differ from the checkpoint's; config.json then "
+        "records which steps ran with which values (default: off, such a resume is refused)",
+    )
     reproduce_parser = commands.add_parser(
         "reproduce",
         help="rerun the paper's BatchNorm vs Batch Renorm comparison",
@@ -166,13 +288,19 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--train-subset", type=_positive_int, metavar="N", help="train on a stratified subset of N images")
     study = parser.add_argument_group("study")
     study.add_argument(
+        "--study",
+        choices=("paper", "recurrent"),
+        default="paper",
+        help="paper: section 4 (default); recurrent: section 5's shared statistics in an LSTM (--quick, --seeds, --out)",
+    )
+    study.add_argument(
         "--arms",
         type=_arm_list,
         metavar="A,B,...",
         help=f"comma-separated arms to run (default: all): {', '.join(ARM_NAMES)}",
     )
-    study.add_argument("--seeds", type=_positive_int, default=defaults.seeds, help="seeds per arm (default 1)")
-    study.add_argument("--seed", type=int, default=defaults.seed, help="first seed (default 0)")
+    study.add_argument("--seeds", type=_positive_int, default=defaults.seeds, help="seeds per arm (default: %(default)s)")
+    study.add_argument("--seed", type=_integer, default=defaults.seed, help="first seed (default: %(default)s)")
     study.add_argument(
         "--labels-per-batch",
         type=_positive_int,
@@ -181,22 +309,30 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         help="labels per batch of the non-i.i.d. arms bn-noniid/brn-noniid (default 16: the paper's 16 x 2 "
         "at batch 32); must divide --batch-size",
     )
-    study.add_argument("--quick", action="store_true", help="a tiny budget (60 steps per arm), for tests and a first look")
+    study.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke test: a tiny budget (60 steps per arm) that checks the study runs; its numbers are not results",
+    )
     budget = parser.add_argument_group("budget shared by every arm")
     budget.add_argument("--steps", type=_positive_int, help="steps per run (default: 2000; 60 with --quick)")
     budget.add_argument(
-        "--eval-every", type=_positive_int, help="steps between evaluations (default 100 digits, 250 cifar10)"
+        "--eval-every",
+        type=_positive_int,
+        help="steps between evaluations (default: 100 for digits, 250 for cifar10, 5 with --quick)",
     )
-    budget.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
-    budget.add_argument("--lr", type=float, default=defaults.lr)
+    budget.add_argument(
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help="batch size (default: %(default)s)"
+    )
+    budget.add_argument("--lr", type=_number, default=defaults.lr, help="peak learning rate (default: %(default)s)")
     budget.add_argument(
         "--norm-momentum",
-        type=float,
+        type=_number,
         default=defaults.norm_momentum,
         help=f"update rate of the running statistics (default {defaults.norm_momentum})",
     )
     budget.add_argument("--model", choices=MODELS, help="default: digits_gap_cnn for digits, cifar_cnn for cifar10")
-    budget.add_argument("--ema", type=float, metavar="DECAY", help="evaluate an exponential moving average of the weights")
+    budget.add_argument("--ema", type=_number, metavar="DECAY", help="evaluate an exponential moving average of the weights")
     budget.add_argument(
         "--no-augment", dest="augment", action="store_false", default=None, help="no crop and flip on CIFAR-10"
     )
@@ -225,23 +361,81 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_command(argv: Sequence[str] | None) -> int:
-    """Parse `argv` and run the sub-command; errors in the options are reported with exit code 2."""
+    """Parse `argv` and run the sub-command; a failure is one line on stderr and a non-zero exit status.
+
+    2: an option that cannot work (nothing was trained); 1: the run failed (diverged, a write failed);
+    130 / 143: stopped by Ctrl-C / SIGTERM after saving a checkpoint.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = f"minigrad {args.command}"
     try:
         if args.command == "train":
-            result = train(config_from_args(args))
-            return 0 if not result.interrupted else 130
+            with np.errstate(all="ignore"):  # a blow-up is reported once, as "training diverged", not as warnings
+                result = train(config_from_args(args))
+            return _exit_status(result.interrupted, result.stop_signal)
+        if args.command == "reproduce" and args.study == "recurrent":
+            from minigrad.studies.recurrent import run_from_args
+
+            return run_from_args(args)
         if args.command == "reproduce":
             from minigrad.reproduce import ReproduceConfig, reproduce
 
             fields = ReproduceConfig.__dataclass_fields__
-            study = reproduce(ReproduceConfig(**{name: value for name, value in vars(args).items() if name in fields}))
-            return 0 if not study.interrupted else 130
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"minigrad {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+            with np.errstate(all="ignore"):
+                study = reproduce(ReproduceConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+            return _exit_status(study.interrupted, study.stop_signal)
+    except RunFolderWriteError as exc:
+        return _fail(prog, exc, 1)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # ValueError: a layer or loader refusing a value
+        return _fail(prog, exc, 2)
+    except BackendUnavailableError as exc:
+        return _fail(prog, f"--backend {args.backend}: {exc}", 2)
+    except (FloatingPointError, ImportError) as exc:
+        return _fail(prog, exc, 1)
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        where = f"; the last checkpoint in {out} is kept" if out else ""
+        return _fail(prog, f"interrupted{where}", 130, label="stopped")
+    except Exception as exc:
+        if os.environ.get("MINIGRAD_DEBUG"):
+            raise
+        detail = f"{type(exc).__name__}: {exc}"
+        return _fail(prog, f"internal error, please report it ({detail}); MINIGRAD_DEBUG=1 shows the traceback", 1)
     return 1
+
+
+def _exit_status(interrupted: bool, stop_signal: int | None) -> int:
+    if stop_signal is not None:
+        return 128 + stop_signal  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+    return 130 if interrupted else 0
+
+
+def _fail(prog: str, error: BaseException | str, status: int, label: str = "error") -> int:
+    message = " ".join(str(error).split())  # one line, whatever the message held
+    print(f"{prog}: {label}: {speak_flags(message)}", file=sys.stderr)
+    return status
+
+
+_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in (*TrainConfig.__dataclass_fields__, "seeds", "labels_per_batch", "arms", "quick")
+    if name not in ("extra", "dtype", "eval_batch_size", "augment", "progress")
+}
+_PREFIX = re.compile(r"^(" + "|".join(_FLAGS) + r"): ")
+_ASSIGNMENT = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\"[^\"]*\"|[^\s,;:)]+)")
+
+
+def speak_flags(message: str) -> str:
+    """A message of the training library in the command's words: ``lr: ...`` and ``norm='bn'`` become
+    ``--lr: ...`` and ``--norm bn`` (``download=True`` becomes ``--download``)."""
+    message = _PREFIX.sub(lambda m: f"{_FLAGS[m.group(1)]}: ", message)
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = _FLAGS[match.group(1)], match.group(2).strip("'\"")
+        return name if value == "True" else f"{name} {value}"
+
+    return _ASSIGNMENT.sub(flag, message)
 
 
 if __name__ == "__main__":

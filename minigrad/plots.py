@@ -57,7 +57,8 @@ def accuracy_figure(
     exactly one line per arm.
     """
     plt = _pyplot()
-    figure, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    shown = sum(1 for runs in curves.values() if any(len(run[0]) for run in runs))
+    figure, ax = plt.subplots(figsize=(6.4, 4.2 + 0.17 * shown), dpi=100)
     scale = 100.0 if percent else 1.0
     for name, runs in curves.items():
         runs = [run for run in runs if len(run[0])]
@@ -74,12 +75,15 @@ def accuracy_figure(
     ax.set_xlabel("training step")
     ax.set_ylabel("test accuracy, inference mode" + (" (%)" if percent else ""))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_lines():  # below the axes, so that it never covers a curve
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     figure.tight_layout()
     return figure
 
 
-def telemetry_figure(telemetry: Mapping[str, Sequence[Mapping[str, Mapping[str, Sequence[float]]]]]) -> Any:
+def telemetry_figure(
+    telemetry: Mapping[str, Sequence[Mapping[str, Mapping[str, Sequence[float]]]]], title: str | None = None
+) -> Any:
     """Fraction of r and of d clipped over training, per Batch Renorm layer: a row per arm, columns r and d.
 
     `telemetry` maps an arm to one record per seed: layer name -> {"step", "r_clipped_fraction", "d_clipped_fraction"}.
@@ -105,6 +109,8 @@ def telemetry_figure(telemetry: Mapping[str, Sequence[Mapping[str, Mapping[str, 
                 ax.set_xlabel("training step")
         if layers:
             axes[row][0].legend(fontsize=6, loc="upper right")
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
 

@@ -53,6 +53,11 @@ REGIMES = {
 }
 
 
+MAX_SEEDS = 1000
+
+SMOKE_TEST = "smoke test (--quick): 60 steps per run, only checks that the study runs; these numbers are not results"
+
+
 class ReproduceError(ConfigError):
     """An option of ``minigrad reproduce`` that cannot work, or an output folder made by another study."""
 
@@ -174,8 +179,10 @@ class ReproduceConfig:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ReproduceError(f"seeds: expected a positive integer, got {self.seeds!r}")
         digits = self.dataset == "digits"
-        if self.quick:
-            steps, eval_every, probe = 60, 20, 300
+        if self.seeds > MAX_SEEDS:
+            raise ReproduceError(f"seeds: expected at most {MAX_SEEDS} seeds per arm, got {self.seeds}")
+        if self.quick:  # evaluations every 5 steps: Batch Renorm's r/d ramp ends near step 18 of 60
+            steps, eval_every, probe = 60, 5, 300
         elif digits:
             steps, eval_every, probe = 2000, 100, 2000
         else:
@@ -253,7 +260,7 @@ def is_finished(run_dir: Path, steps: int) -> bool:
 
 
 # Fields that may differ between a finished run's config.json and the study's config for it.
-_MAY_DIFFER = ("out", "progress", "resume", "data", "data_cache", "backend")
+_MAY_DIFFER = ("out", "progress", "resume", "allow_changed", "data", "data_cache", "backend")
 
 
 def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
@@ -261,7 +268,18 @@ def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
     saved_path = run_dir / CONFIG
     if not saved_path.exists():
         return
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReproduceError(
+            f"out: {saved_path} is not a readable run configuration ({exc}); use another --out, or remove that "
+            "run's folder to train it again"
+        ) from None
+    if not isinstance(saved, dict) or "settings_history" in saved:
+        raise ReproduceError(
+            f"out: {saved_path} is not the configuration of a run of this study (its settings were changed on resume "
+            "or it is not a run configuration); use another --out"
+        )
     wanted = json.loads(config.to_json())
     # a field the saved run does not record (added to TrainConfig since) had its default value then
     defaults = json.loads(TrainConfig().to_json())
@@ -317,6 +335,7 @@ class ReproduceResult:
     runs: list[dict[str, Any]]
     interrupted: bool
     figures: dict[str, Any]
+    stop_signal: int | None = None  # the signal (SIGINT, SIGTERM) that stopped a run, if one did
 
 
 def _outer_bar(total: int, initial: int, enabled: bool) -> Any:
@@ -366,7 +385,10 @@ def reproduce(
         say = bar.write
     results: list[dict[str, Any]] = []
     interrupted = False
+    stop_signal = None
     trained = 0
+    if say is not None and config.quick:
+        say(f"reproduce: {SMOKE_TEST}")
     try:
         for arm, seed, run_config in runs:
             run_dir = Path(run_config.out)
@@ -387,6 +409,7 @@ def reproduce(
             trained += 1
             if result.interrupted:
                 interrupted = True
+                stop_signal = result.stop_signal
                 if root:
                     _add_wall_time(run_dir, result.wall_time)
                 break
@@ -400,8 +423,9 @@ def reproduce(
             if say is not None:
                 batch = summary["test_accuracy_batch_stats"]
                 extra = f", batch stats {batch:.4f}" if batch is not None else ""
+                smoke = " (smoke test)" if config.quick else ""
                 say(
-                    f"{arm.name} seed {seed}: test {summary['test_accuracy']:.4f} "
+                    f"{arm.name} seed {seed}{smoke}: test {summary['test_accuracy']:.4f} "
                     f"(best {summary['best_test_accuracy']:.4f}), "
                     f"train (inference) {summary['train_accuracy_inference']:.4f}{extra}, {summary['wall_time']:.0f} s"
                 )
@@ -411,19 +435,20 @@ def reproduce(
         if bar is not None:
             bar.close()
     if not root:
-        return ReproduceResult(out=out, runs=[], interrupted=interrupted, figures={})
+        return ReproduceResult(out=out, runs=[], interrupted=interrupted, figures={}, stop_signal=stop_signal)
     arms = config.selected_arms()
     document = results_document(config, arms, results, interrupted)
     atomic_write_text(out / RESULTS_JSON, json.dumps(document, indent=2) + "\n")
     atomic_write_text(out / RESULTS_MD, results_markdown(document))
     figure_info: dict[str, Any] = {}
     if figures and results:
-        figure_info = write_figures(out, arms, results)
+        figure_info = write_figures(out, arms, results, smoke_test=config.quick)
         atomic_write_text(out / FIGURES_JSON, json.dumps(figure_info, indent=2) + "\n")
     if log is not None:
         state = "interrupted; rerun the same command to finish" if interrupted else "done"
-        log(f"reproduce {state}: {out / RESULTS_MD}, {out / RESULTS_JSON}")
-    return ReproduceResult(out=out, runs=results, interrupted=interrupted, figures=figure_info)
+        smoke = " (a smoke test: its numbers are not results)" if config.quick else ""
+        log(f"reproduce {state}{smoke}: {out / RESULTS_MD}, {out / RESULTS_JSON}")
+    return ReproduceResult(out=out, runs=results, interrupted=interrupted, figures=figure_info, stop_signal=stop_signal)
 
 
 def _checkpoint_step(run_dir: Path) -> int:
@@ -485,6 +510,7 @@ def results_document(
     options["arms"] = [arm.name for arm in arms]
     return {
         "study": "Batch Renormalization (Ioffe 2017), section 4, at small scale",
+        "smoke_test": bool(config.quick),
         "options": options,
         "base_config": json.loads(base.resolved().to_json()),
         "seeds": [config.seed + k for k in range(config.seeds)],
@@ -530,9 +556,21 @@ def results_markdown(document: dict[str, Any]) -> str:
     """results.md: a table of mean ± std per arm beside the paper's number, and the BRN − BN gaps."""
     options = document["options"]
     base = document["base_config"]
+    smoke = bool(document.get("smoke_test"))
     lines = [
-        "# Batch Renorm vs BatchNorm: reproduction",
+        "# Batch Renorm vs BatchNorm: smoke test (--quick), not results"
+        if smoke
+        else "# Batch Renorm vs BatchNorm: reproduction",
         "",
+    ]
+    if smoke:
+        lines += [
+            f"**This is a {SMOKE_TEST}.** Each run stops long before it has learned what it can, so the accuracies "
+            "and the gaps below say nothing about BatchNorm or Batch Renorm; run `minigrad reproduce` without "
+            "`--quick` for the study.",
+            "",
+        ]
+    lines += [
         f"Data {base['dataset']}"
         + (f" (train subset {base['train_subset']})" if base["train_subset"] else "")
         + f", model {base['model']}, {base['steps']} steps of batch {base['batch_size']}, "
@@ -556,8 +594,9 @@ def results_markdown(document: dict[str, Any]) -> str:
             f"{_pct(s['train_accuracy_inference'])} | {_pct(s['test_accuracy_batch_stats'])} | "
             f"{', '.join(map(str, steps)) or '—'} | {wall} | {arm['paper']['note']} |"
         )
+    ours = "smoke test" if smoke else "ours"
     lines += ["", "Batch Renorm minus BatchNorm, test accuracy in points (paired by seed):", "",
-              "| regime | ours | paper |", "|---|---|---|"]  # fmt: skip
+              f"| regime | {ours} | paper |", "|---|---|---|"]  # fmt: skip
     for what, bn, brn, paper in _GAPS:
         lines.append(f"| {what} | {_gap(document, bn, brn)} | {paper} |")
     lines += ["", f"Labels per non-i.i.d. batch: {options['labels_per_batch']}.", ""]
@@ -589,8 +628,14 @@ def telemetry_curves(run_dir: Path) -> dict[str, dict[str, list[float]]]:
     return layers
 
 
-def write_figures(out: Path, arms: Sequence[Arm], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One PNG per regime (test accuracy vs step, a line per arm, a band over seeds) and the clipping telemetry."""
+def write_figures(
+    out: Path, arms: Sequence[Arm], runs: Sequence[dict[str, Any]], smoke_test: bool = False
+) -> dict[str, Any]:
+    """One PNG per regime (test accuracy vs step, a line per arm, a band over seeds) and the clipping telemetry.
+
+    With `smoke_test` (``--quick``) every title says that the figure is a smoke test.
+    """
+    mark = " (smoke test, not results)" if smoke_test else ""
     from minigrad import plots
 
     by_arm: dict[str, list[Path]] = {}
@@ -604,14 +649,16 @@ def write_figures(out: Path, arms: Sequence[Arm], runs: Sequence[dict[str, Any]]
         curves = {arm.name: [eval_curves(d) for d in by_arm[arm.name]] for arm in members}
         labels = {arm.name: f"{arm.name} (paper: {arm.paper.note})" for arm in members}
         path = out / f"figure{index}_{regime}.png"
-        figure = plots.accuracy_figure(curves, title=title, labels=labels)
-        info[path.name] = {"regime": regime, "arms": [a.name for a in members], "lines": plots.count_lines(figure)}
+        figure = plots.accuracy_figure(curves, title=title + mark, labels=labels)
+        info[path.name] = {"regime": regime, "arms": [a.name for a in members], "lines": plots.count_lines(figure),
+                           "title": title + mark}  # fmt: skip
         plots.save(figure, path)
     renorm = [arm for arm in arms if arm.overrides.get("norm") == "brn" and arm.name in by_arm]
     if renorm:
         telemetry = {arm.name: [telemetry_curves(d) for d in by_arm[arm.name]] for arm in renorm}
         path = out / "telemetry.png"
-        figure = plots.telemetry_figure(telemetry)
-        info[path.name] = {"regime": "telemetry", "arms": [a.name for a in renorm], "lines": plots.count_lines(figure)}
+        figure = plots.telemetry_figure(telemetry, title="Batch Renorm clipping" + mark)
+        info[path.name] = {"regime": "telemetry", "arms": [a.name for a in renorm], "lines": plots.count_lines(figure),
+                           "title": "Batch Renorm clipping" + mark}  # fmt: skip
         plots.save(figure, path)
     return info

@@ -273,6 +273,17 @@ class Tensor:
             array = backend.astype(self.data, device_or_dtype)
         return Tensor._make(array, requires_grad=self.requires_grad, creator=None)
 
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Switch gradient recording on (or off) for this leaf, in place; returns the tensor."""
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad; use .detach() first")
+        if requires_grad and not backend.is_floating(self.data):
+            raise TypeError(
+                f"requires_grad_: only floating tensors can require gradients, got dtype {backend.dtype_name(self.dtype)}"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def zero_grad(self) -> None:
         """Forget the accumulated gradient."""
         self.grad = None

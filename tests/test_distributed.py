@@ -449,7 +449,7 @@ def test_mpi_train_refuses_a_batch_it_cannot_split_with_a_clear_message(tmp_path
     done = _launch(["-m", "minigrad", "train", "--batch-size", "6", "--virtual-batch-size", "2",
                     "--out", str(tmp_path / "run"), "--no-progress"], ranks=2, timeout=60)  # fmt: skip
     assert done.returncode == 2
-    assert "virtual_batch_size: each rank normalizes groups" in done.stderr and "shards of 3" in done.stderr
+    assert "--virtual-batch-size: each rank normalizes groups" in done.stderr and "shards of 3" in done.stderr
     assert not (tmp_path / "run").exists()
 
 

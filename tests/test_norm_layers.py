@@ -237,6 +237,26 @@ def test_paper_schedule_and_its_scaled_version():
     assert isinstance(short, mg.nn.RenormSchedule)
 
 
+def test_scaled_warmup_lasts_a_few_time_constants_of_the_moving_averages():
+    paper = mg.nn.renorm_schedule()
+    plain = paper.scaled(300)
+    assert (plain.warmup_steps, plain.d_max_ramp_end, plain.r_max_ramp_end) == (12, 58, 92)
+    fast = paper.scaled(300, momentum=0.1)  # 5 / Δ = 50 steps of warm-up, then the scaled ramps
+    assert (fast.warmup_steps, fast.d_max_ramp_end, fast.r_max_ramp_end) == (50, 96, 130)
+    slow = paper.scaled(300, momentum=0.01)  # 500 steps would be the whole run and more: capped
+    assert (slow.warmup_steps, slow.d_max_ramp_end, slow.r_max_ramp_end) == (300, 300, 300)
+    assert paper.scaled(13_000, momentum=0.01) == paper.scaled(13_000)  # long enough already
+    assert paper.scaled(1000, momentum=0.05, time_constants=10).warmup_steps == 200
+    assert paper.scaled(1000, momentum=0.0).warmup_steps == paper.scaled(1000).warmup_steps  # Δ = 0: nothing to wait for
+    for fast_step in range(fast.warmup_steps + 1):
+        assert (fast.r_max(fast_step), fast.d_max(fast_step)) == (1.0, 0.0)
+    assert fast.r_max(130) == 3.0 and fast.d_max(96) == 5.0
+    with pytest.raises(ValueError, match=r"momentum: expected a number in \[0, 1\].*got 2"):
+        paper.scaled(300, momentum=2)
+    with pytest.raises(ValueError, match=r"time_constants: expected a finite number > 0, got 0"):
+        paper.scaled(300, momentum=0.1, time_constants=0)
+
+
 def test_schedule_without_a_ramp_jumps_at_the_end_of_the_warmup():
     r_max, d_max = mg.nn.renorm_schedule(warmup_steps=10, r_max=2.0, r_max_ramp_end=10, d_max=4.0, d_max_ramp_end=10)
     assert [r_max(s) for s in (0, 9, 10, 11)] == [1.0, 1.0, 2.0, 2.0]

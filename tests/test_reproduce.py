@@ -197,3 +197,45 @@ def test_python_dash_m_shows_the_reproduce_options():
     )
     for option in ("--quick", "--arms", "--seeds", "--labels-per-batch", "--train-subset", "--backend", "--out"):
         assert option in result.stdout
+
+
+def test_quick_study_says_on_every_output_that_it_is_a_smoke_test(quick_study):
+    table = (quick_study / "results.md").read_text()
+    assert table.splitlines()[0] == "# Batch Renorm vs BatchNorm: smoke test (--quick), not results"
+    assert "these numbers are not results" in table and "| regime | smoke test | paper |" in table
+    assert "| regime | ours | paper |" not in table
+    assert json.loads((quick_study / "results.json").read_text())["smoke_test"] is True
+    info = json.loads((quick_study / "figures.json").read_text())
+    assert all("smoke test" in meta["title"] for meta in info.values())
+
+
+def test_quick_study_telemetry_is_sampled_during_the_ramp(quick_study):
+    """Evaluations (which sample the clipping telemetry) come while r_max and d_max still clip, not only after."""
+    from minigrad.reproduce import telemetry_curves
+
+    for run_dir in (quick_study / "runs").glob("brn-*"):
+        layers = telemetry_curves(run_dir)
+        assert layers, run_dir.name
+        assert max(max(series["r_clipped"]) for series in layers.values()) > 0, run_dir.name
+        assert max(max(series["d_clipped"]) for series in layers.values()) > 0, run_dir.name
+
+
+def test_the_legend_of_an_accuracy_figure_covers_no_curve():
+    pytest.importorskip("matplotlib")
+    from minigrad import plots
+
+    curves = {f"arm{i}": [(list(range(0, 100, 10)), [0.1 * i + 0.005 * s for s in range(10)])] for i in range(5)}
+    figure = plots.accuracy_figure(curves, title="t", labels={name: name + " (a long label)" * 3 for name in curves})
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (ax,) = figure.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer))
+    assert legend.y1 <= ax.get_window_extent(renderer).y0 and legend.y0 >= 0  # below the axes, inside the figure
+
+
+def test_reproduce_console_marks_a_quick_study(tmp_path, capsys):
+    assert main(["reproduce", "--quick", "--arms", "bn-iid", "--steps", "4", "--no-progress", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("reproduce: smoke test (--quick)")
+    assert "(smoke test)" in printed[1] and "not results" in printed[-1]

@@ -343,3 +343,153 @@ def test_sgd_default_learning_rate_is_pytorchs():
     p.grad = B.asarray(np.array([10.0, -10.0]))
     opt.step()
     np.testing.assert_allclose(p.numpy(), [1.0 - 1e-2, 2.0 + 1e-2])
+
+
+# ----------------------------------------------------------------------------
+# dim= and keepdim=, casts by PyTorch's names, clone, requires_grad_
+# ----------------------------------------------------------------------------
+
+
+@given(shape=shapes(min_dims=1, max_dims=3), keepdim=st.booleans(), data=st.data())
+def test_reductions_accept_dim_and_keepdim(shape, keepdim, data):
+    x = data.draw(arrays(shape))
+    assume(np.min(np.diff(np.sort(x, axis=None)), initial=1.0) > 1e-3)  # max: no ties within the difference step
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    np.testing.assert_allclose(host(leaf(x).sum(dim=dim, keepdim=keepdim)), x.sum(axis=dim, keepdims=keepdim))
+    np.testing.assert_allclose(host(leaf(x).mean(dim=dim, keepdim=keepdim)), x.mean(axis=dim, keepdims=keepdim))
+    values, indices = leaf(x).max(dim=dim, keepdim=keepdim)  # torch.max(x, dim) answers (values, indices)
+    np.testing.assert_array_equal(host(values), x.max(axis=dim, keepdims=keepdim))
+    np.testing.assert_array_equal(host(indices), np.argmax(x, axis=dim, keepdims=keepdim))
+    np.testing.assert_array_equal(host(leaf(x).argmax(dim=dim)), np.argmax(x, axis=dim))
+    assert leaf(x).max().shape == () and leaf(x).argmax().item() == int(np.argmax(x))
+    assert mg.gradcheck(lambda t: t.mean(dim=dim, keepdim=keepdim) + t.max(dim=dim, keepdim=keepdim).values, [leaf(x)])
+    exp = np.exp(x - x.max(axis=dim, keepdims=True))
+    np.testing.assert_allclose(host(leaf(x).softmax(dim=dim)), exp / exp.sum(axis=dim, keepdims=True), rtol=1e-12)
+    assert mg.gradcheck(lambda t: mg.nn.functional.log_softmax(t, dim=dim), [leaf(x)])
+
+
+def test_dim_errors_point_at_minigrads_names():
+    x = tensor(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"sum: pass axis or dim \(PyTorch's name for it\), not both"):
+        x.sum(axis=0, dim=1)
+    with pytest.raises(TypeError, match=r"max: axis: .*got a Tensor; for the elementwise maximum .* mg\.maximum"):
+        mg.ops.max(x, x)
+    with pytest.raises(TypeError, match="max: dim: expected one axis as an int, got"):
+        x.max(dim=(0, 1))
+    with pytest.raises(TypeError, match=r"softmax: axis: expected an int, got tuple \(0, 1\)"):
+        x.softmax(dim=(0, 1))
+    with pytest.raises(ValueError, match=r"mean: axis: expected an axis in \[-2, 1\], got 2"):
+        x.mean(dim=2)
+
+
+@given(shape=shapes(min_dims=0), data=st.data())
+def test_float_double_long_and_clone(shape, data):
+    x = data.draw(arrays(shape))
+    t = leaf(x)
+    assert B.dtype_name(t.float().dtype) == "float32" and B.dtype_name(t.float().double().dtype) == "float64"
+    long = t.long()
+    assert B.dtype_name(long.dtype) == "int64" and not long.requires_grad
+    np.testing.assert_array_equal(host(long), x.astype(np.int64))
+    copy = t.clone()
+    assert copy.data is not t.data
+    np.testing.assert_array_equal(host(copy), x)
+    assert mg.gradcheck(lambda u: u.clone() * u, [leaf(x)])
+    u = leaf(x)  # float32 in between: a finite-difference check would measure rounding, so check the chain directly
+    (u.float() * 2.0).sum().backward()
+    assert B.dtype_name(u.grad.dtype) == "float64"
+    np.testing.assert_array_equal(host(u.grad), np.full(shape, 2.0))
+
+
+def test_requires_grad_switches_a_leaf_in_place():
+    t = tensor([1.0, 2.0])
+    assert t.requires_grad_() is t and t.requires_grad
+    (t * t).sum().backward()
+    np.testing.assert_array_equal(host(t.grad), [2.0, 4.0])
+    with pytest.raises(RuntimeError, match="only leaf tensors"):
+        (t * 2).requires_grad_(False)
+    with pytest.raises(TypeError, match="requires_grad_: only floating tensors .* got dtype int64"):
+        mg.Tensor(np.array([1, 2], dtype=np.int64)).requires_grad_()
+
+
+# ----------------------------------------------------------------------------
+# Factories: zeros, ones, full, arange, randn, rand, *_like
+# ----------------------------------------------------------------------------
+
+
+@given(shape=shapes(min_dims=0, max_dims=3, min_side=0))
+def test_zeros_ones_full_take_a_shape_either_way(shape):
+    for make, value in ((mg.zeros, 0.0), (mg.ones, 1.0)):
+        for t in (make(*shape), make(shape), make(shape, dtype="float64")):
+            assert t.shape == shape
+            np.testing.assert_array_equal(host(t), np.full(shape, value))
+        assert B.dtype_name(make(shape).dtype) == "float32"
+        assert B.dtype_name(make(shape, dtype="float64").dtype) == "float64"
+    np.testing.assert_array_equal(host(mg.full(shape, 2.5)), np.full(shape, 2.5))
+    assert B.dtype_name(mg.full(shape, 2).dtype) == "int64" and B.dtype_name(mg.full(shape, 2.0).dtype) == "float32"
+
+
+def test_like_factories_keep_dtype_and_device():
+    x = tensor(np.ones((2, 3)))  # float64
+    assert B.dtype_name(mg.zeros_like(x).dtype) == "float64" and mg.zeros_like(x).device == x.device
+    np.testing.assert_array_equal(host(mg.ones_like(x, dtype="float32")), np.ones((2, 3)))
+    assert B.dtype_name(mg.ones_like(x, dtype="float32").dtype) == "float32"
+
+
+def test_tensor_copies_its_data_and_can_require_grad():
+    source = tensor([1.0, 2.0])
+    copy = mg.Tensor(source.numpy(), requires_grad=True)
+    assert copy.requires_grad
+    np.testing.assert_array_equal(host(mg.Tensor([[1, 2]])), [[1, 2]])
+    assert B.dtype_name(mg.Tensor([1.5]).dtype) == "float32"
+    assert B.dtype_name(mg.Tensor([1.5], dtype="float64").dtype) == "float64"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), [((5,), np.arange(5)), ((2, 7, 2), np.arange(2, 7, 2)), ((0, 1, 0.25), np.arange(0, 1, 0.25))]
+)
+def test_arange(args, expected):
+    np.testing.assert_array_equal(host(mg.arange(*args)), expected)
+
+
+def test_random_factories_repeat_for_a_seed_and_have_the_right_range():
+    saved = B.default_generator().get_state()
+    try:
+        mg.manual_seed(7)
+        a = mg.randn(4, 3)
+        mg.manual_seed(7)
+        np.testing.assert_array_equal(host(a), host(mg.randn((4, 3))))
+    finally:
+        B.default_generator().set_state(saved)  # leave the global generator as the other tests expect it
+    u = mg.rand(1000, generator=mg.Generator(1), dtype="float64")
+    assert B.dtype_name(u.dtype) == "float64" and host(u).min() >= 0.0 and host(u).max() < 1.0
+    assert mg.randn(2, requires_grad=True).requires_grad
+
+
+def test_factory_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"zeros: shape: expected non-negative integers, got \(2, -1\)"):
+        mg.zeros(2, -1)
+    with pytest.raises(ValueError, match="ones: shape: expected non-negative integers"):
+        mg.ones(2.5)
+    with pytest.raises(ValueError, match="randn: dtype: expected a floating dtype, got 'int64'"):
+        mg.randn(2, dtype="int64")
+    with pytest.raises(ValueError, match="arange: step: expected a non-zero number, got 0"):
+        mg.arange(0, 3, 0)
+    with pytest.raises(TypeError, match="arange: end: expected a number, got str"):
+        mg.arange(0, "3")
+    with pytest.raises(TypeError, match="full: fill_value: expected a number, got str"):
+        mg.full((2,), "x")
+
+
+def test_parameter_groups_get_a_message_that_says_what_to_do():
+    model = mg.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="params\\[0\\]: .*got a dict; parameter groups .* one optimizer per group"):
+        mg.optim.SGD([{"params": model.parameters(), "lr": 0.1}])
+
+
+def test_flatten_layer_takes_end_dim_too():
+    x = tensor(np.zeros((2, 3, 4, 5)))
+    assert mg.nn.Flatten()(x).shape == (2, 60)
+    assert mg.nn.Flatten(1, 2)(x).shape == (2, 12, 5)
+    assert mg.nn.Flatten(0, -2)(x).shape == (24, 5)
+    with pytest.raises(TypeError, match="Flatten: end_dim: expected an int, got str"):
+        mg.nn.Flatten(1, "2")

@@ -16,7 +16,7 @@ import pytest
 import minigrad as mg
 from minigrad.checkpoint import load_checkpoint
 from minigrad.cli import main
-from minigrad.train import ConfigError, TrainConfig, train
+from minigrad.train import ConfigError, RunFolderError, TrainConfig, train
 
 pytestmark = pytest.mark.backends("numpy")  # end-to-end runs; the array code is tested on every backend elsewhere
 pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn (pip install 'minigrad[train]')")
@@ -33,7 +33,9 @@ def test_train_on_digits_learns_and_writes_its_files(tmp_path, capsys):
                  "--eval-batch-stats"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "test accuracy" in printed and str(out / "metrics.jsonl") in printed
+    *evaluation_lines, last = printed.splitlines()
+    assert evaluation_lines[0].startswith("step 100/200: test accuracy ") and "test loss" in evaluation_lines[0]
+    assert last.startswith("final test accuracy ") and str(out) in last and "metrics.jsonl" in last
     config = json.loads((out / "config.json").read_text())
     assert config["norm"] == "brn" and config["dataset"] == "digits" and config["steps"] == 200
     steps = _records(out, "train")
@@ -83,7 +85,7 @@ def test_resume_with_another_model_is_refused_and_leaves_results_untouched(tmp_p
 def test_an_existing_run_is_not_overwritten(tmp_path):
     out = tmp_path / "run"
     train(_config(out, steps=8), log=None)
-    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+    with pytest.raises(RunFolderError, match="already holds a run.*--resume"):
         train(_config(out, steps=8), log=None)
 
 
@@ -117,8 +119,9 @@ def test_unknown_option_value_is_an_argparse_error(capsys):
     assert "invalid choice: 'random'" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT and SIGTERM delivery differ on Windows")
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_save_a_checkpoint_and_exit_cleanly(tmp_path, signum, status):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "minigrad", "train", "--steps", "100000", "--eval-every", "100000",
                "--out", str(out), "--no-progress"]  # fmt: skip
@@ -129,12 +132,40 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         metrics = out / "metrics.jsonl"
         while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
-    assert "interrupted at step" in stdout and "--resume" in stdout
+    assert process.returncode == status, stderr
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name} at step" in stdout and f"--resume --out {out}" in stdout
+    assert str(out / "checkpoint.npz") in stdout.splitlines()[-1]
     state = load_checkpoint(out / "checkpoint.npz")
     assert state["step"] >= 1
     assert mg.backend.active_backend() == "numpy"
+
+
+@pytest.mark.slow
+def test_readme_bn_vs_brn(tmp_path, capsys):
+    """README's first screen: the single-label commands print the numbers shown, BatchNorm clearly below Batch Renorm."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- bn-vs-brn:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = block.strip().splitlines()
+    commands = [line.split() for line in lines if line.startswith("python -m minigrad train")]
+    assert [c[-1] for c in commands] == ["bn", "brn"]
+    shown = {0: [float(line.split()[4]) for line in lines if line.startswith("# final test accuracy")]}
+    (seeds,) = [line for line in lines if line.startswith("# the same two commands with --seed")]
+    for part in seeds.split(";"):  # "... --seed 1: bn 0.8778, brn 0.9611"
+        seed, numbers = part.split("--seed ")[1].split(":")
+        shown[int(seed)] = [float(n.split()[1]) for n in numbers.split(",")]
+    assert sorted(shown) == [0, 1, 2] and all(len(pair) == 2 for pair in shown.values())
+    for seed, expected in shown.items():
+        accuracies = []
+        for command in commands:
+            out = tmp_path / f"{command[-1]}-{seed}"
+            assert main([*command[4:], "--seed", str(seed), "--no-progress", "--out", str(out)]) == 0
+            last = capsys.readouterr().out.strip().splitlines()[-1]
+            accuracies.append(float(last.split()[3]))
+        assert accuracies == pytest.approx(expected, abs=0.02), seed  # the numbers shown come from these commands
+        bn, brn = accuracies
+        assert brn - bn > 0.05 and brn > 0.95, seed

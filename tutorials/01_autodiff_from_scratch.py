@@ -48,7 +48,8 @@ import minigrad as mg
 
 # The derivations compare against NumPy in float64 on the CPU, so this page uses the NumPy backend.
 mg.use_backend("numpy")
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", "."))  # where figures go
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
@@ -448,7 +449,7 @@ ax.legend()
 ax.grid(alpha=0.3)
 fig.tight_layout()
 fig.savefig(out / "01_softplus.png", dpi=100)
-plt.close(fig)
+plt.show()  # inline in a notebook and on the site; a script has only the saved file
 assert (out / "01_softplus.png").stat().st_size > 0
 
 # %% [markdown]

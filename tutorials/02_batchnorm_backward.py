@@ -42,7 +42,8 @@ import numpy as np
 import minigrad as mg
 
 mg.use_backend("numpy")  # everything here is float64 NumPy on the CPU
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", "."))
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(2017)
 
@@ -274,9 +275,10 @@ assert naive_error > 0.1
 # * $\frac{x_i - \mu_B}{m \sigma_B}$ is $\partial \sigma_B / \partial x_i$ with $\mu_B$ held fixed: our steps
 #   3 and 4 combined, $\frac{1}{2\sigma_B} \cdot \frac{2 c_i}{m}$. The paper skips the variable $v$.
 # * The paper's $\partial \ell / \partial \mu_B$ has only the direct path $\mu_B \to \hat x$. Ours (step 5)
-#   also went through the variance, via $\bar v \cdot \frac{2}{m} \sum_i c_i$, but $\sum_i c_i = 0$
-#   because $\mu_B$ is the mean: that path contributes exactly nothing. (Intuitively, the mean is the
-#   point that minimizes the sum of squares, so a small change of the centre does not change $v$.)
+#   also went through the variance, via $-\bar v \cdot \frac{2}{m} \sum_i c_i$ (since
+#   $\partial v / \partial \mu_B = -\frac{2}{m} \sum_i c_i$), but $\sum_i c_i = 0$ because $\mu_B$ is the mean:
+#   that path contributes exactly nothing. (Intuitively, the mean is the point that minimizes the sum of
+#   squares, so a small change of the centre does not change $v$.)
 
 # %%
 r = 1.0  # BatchNorm: no correction
@@ -284,7 +286,7 @@ paper_sigma_b = np.sum(g * (x - mu_b)) * (-r / sigma_b**2)
 paper_mu_b = np.sum(g) * (-r / sigma_b)
 paper_x = g * r / sigma_b + paper_sigma_b * (x - mu_b) / (m * sigma_b) + paper_mu_b / m
 
-variance_path = v_bar * 2 * np.sum(c) / m  # μ_B → v → σ_B, left out by the paper
+variance_path = -v_bar * 2 * np.sum(c) / m  # μ_B → v → σ_B, left out by the paper
 print(f"contribution of the path μ_B → v to dℓ/dμ_B: {variance_path:.1e}")
 assert abs(variance_path) < 1e-12
 np.testing.assert_allclose(paper_sigma_b, sigma_b_bar, rtol=1e-12)
@@ -387,7 +389,7 @@ ax.legend()
 ax.grid(alpha=0.3)
 fig.tight_layout()
 fig.savefig(out / "02_projection.png", dpi=100)
-plt.close(fig)
+plt.show()  # inline in a notebook and on the site; a script has only the saved file
 assert (out / "02_projection.png").stat().st_size > 0
 
 # %% [markdown]
@@ -515,6 +517,8 @@ print("gradcheck passes for the (N, C) and (N, C, H, W) layers")
 #   through primitives all agree to rounding error.
 #
 # Batch *Re*normalization multiplies $\hat x$ by a constant $r$ (and adds $d$); since $r$ and $d$ get no
-# gradient, the same derivation goes through with every $1/\sigma_B$ replaced by $r/\sigma_B$.
+# gradient, the BatchNorm part receives $r\,g$ instead of $g$, and the backward above is linear in $g$:
+# Batch Renorm's $\partial\ell/\partial x$ is BatchNorm's, scaled by $r$ (per feature), as
+# [tutorial 3](03_why_batch_renormalization.py) shows.
 # [Tutorial 4](04_proving_gradients_with_properties.py) turns the zero-sum identity into a property that
 # hypothesis tests on thousands of generated batches.

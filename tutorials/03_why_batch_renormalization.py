@@ -52,7 +52,8 @@ import minigrad as mg
 # The kernels below are fed NumPy arrays and checked in float64 on the CPU: use the NumPy backend.
 mg.use_backend("numpy")
 K = mg.norm.kernels  # the array kernels of BatchNorm and Batch Renorm
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", "."))  # where figures go
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures go here (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 np.set_printoptions(precision=4, suppress=True)
@@ -66,9 +67,9 @@ def as_tensor(a, requires_grad=False):
 def set_state(layer, **values):
     """Overwrite some parameters or buffers of a layer (weight, bias, running_mean, running_std)."""
     state = layer.state_dict()
-    # copies: load_state_dict keeps the arrays it is given, and a training step updates the
-    # running statistics in place, which would otherwise change our own `mu` and `sigma`
-    state.update({name: np.array(v, dtype=np.float64, copy=True) for name, v in values.items()})
+    # load_state_dict copies the values it is given, so a training step, which updates the running
+    # statistics in place, never changes our own `mu` and `sigma`
+    state.update({name: np.asarray(v, dtype=np.float64) for name, v in values.items()})
     layer.load_state_dict(state)
 
 
@@ -746,6 +747,24 @@ ax.legend()
 fig.tight_layout()
 fig.savefig(out / "03_renorm_schedule.png", dpi=120)
 plt.show()
+
+# %% [markdown]
+# Proportional scaling ignores one clock: the moving averages'. With update rate $\Delta$
+# they forget their initial values $(\mu, \sigma) = (0, 1)$ as $(1-\Delta)^n \approx e^{-n\Delta}$,
+# so they need a few time constants $1/\Delta$ before $r$ and $d$ correct towards anything
+# meaningful. The paper's warm-up of 5 000 steps is 50 time constants at $\Delta = 0.01$;
+# scaled to 300 steps it becomes 12 steps, an eighth of one. `.scaled(total_steps, momentum=Δ)`
+# therefore also makes the warm-up last at least $5/\Delta$ steps (leaving
+# $e^{-5} < 1\%$ of the initial values) and starts the ramps after it.
+
+# %%
+for rate in (0.01, 0.1):
+    fast = mg.nn.renorm_schedule().scaled(total_steps=total, momentum=rate)
+    left = (1 - rate) ** fast.warmup_steps  # weight of the initial values at the end of the warm-up
+    print(f"Δ = {rate}: warm-up {fast.warmup_steps} steps, initial values weigh {left:.4f} at its end")
+    assert fast.warmup_steps == max(schedule.warmup_steps, round(5 / rate)) and left < 0.01
+    assert fast.r_max_ramp_end - fast.warmup_steps == schedule.r_max_ramp_end - schedule.warmup_steps  # same ramp
+assert (1 - 0.01) ** schedule.warmup_steps > 0.6  # the proportional warm-up at Δ = 0.01: most of (0, 1) remains
 
 # %% [markdown]
 # How much does the clipping actually do? Every Batch Renorm layer records, after each

@@ -54,7 +54,8 @@ import minigrad as mg
 from minigrad.train import TrainConfig, train
 
 mg.use_backend("numpy")  # sections 1-3 run on the CPU; section 4 asks for CuPy in its configuration
-out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", "."))  # figures and run folders go here
+here = Path(__file__).parent if "__file__" in globals() else Path()  # a script, or a notebook in tutorials/
+out = Path(os.environ.get("MINIGRAD_TUTORIAL_OUT", here / "output"))  # figures and run folders (git ignores it)
 out.mkdir(parents=True, exist_ok=True)
 started = time.perf_counter()
 

@@ -1,12 +1,14 @@
 """Data pipeline: datasets in host memory, the paper's batch samplers, batch transforms and a loader.
 
-import minigrad as mg
-train, test = mg.data.load_dataset("digits")
-norm = mg.data.Normalize.fit(train)
-sampler = mg.data.NonIIDSampler(train.labels, batch_size=32, examples_per_label=2, seed=0)
-loader = mg.data.DataLoader(train, sampler=sampler, transform=norm, seed=0)
-for images, labels in loader:  # mg.Tensor float32 (32, 1, 8, 8), int64 (32,)
-    ...
+For example::
+
+    import minigrad as mg
+    train, test = mg.data.load_dataset("digits")
+    norm = mg.data.Normalize.fit(train)
+    sampler = mg.data.NonIIDSampler(train.labels, batch_size=32, examples_per_label=2, seed=0)
+    loader = mg.data.DataLoader(train, sampler=sampler, transform=norm, seed=0)
+    for images, labels in loader:  # mg.Tensor float32 (32, 1, 8, 8), int64 (32,)
+        ...
 
 Data stays in NumPy on the host (``backend.host``); only finished batches go
 to the active backend. scikit-learn (digits) and Pillow (image folders) are

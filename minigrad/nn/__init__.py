@@ -3,7 +3,8 @@
 Where things live: ``minigrad/module.py`` (Module, Parameter), ``layers.py`` (Linear,
 Conv2d, pooling, containers, ...), ``activations.py`` (Tanh, Sigmoid, ...), ``losses.py``
 (CrossEntropyLoss, MSELoss, ...), ``init.py`` (He and Glorot), ``functional.py``
-(stateless functions of tensors). BatchNorm and Batch Renorm layers, the
+(stateless functions of tensors), ``recurrent.py`` (RNN, LSTM and their cells, with
+normalization inside the recurrence). BatchNorm and Batch Renorm layers, the
 r_max/d_max schedule and clipping telemetry live in :mod:`minigrad.norm`
 and are re-exported here.
 """
@@ -25,19 +26,22 @@ from minigrad.nn.layers import (
     Sequential,
 )
 from minigrad.nn.losses import CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from minigrad.nn.recurrent import LSTM, RNN, LSTMCell, RNNCell
 from minigrad.norm import (
     BatchNorm1d,
     BatchNorm2d,
     BatchRenorm1d,
     BatchRenorm2d,
+    LayerNorm,
     RenormSchedule,
     renorm_schedule,
     renorm_telemetry,
 )
 
 __all__ = [
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d", "CrossEntropyLoss",
-    "Dropout", "Flatten", "GlobalAvgPool2d", "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss",
-    "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter", "ReLU", "RenormSchedule", "Sequential", "Sigmoid",
-    "Softmax", "Tanh", "functional", "init", "renorm_schedule", "renorm_telemetry",
+    "LSTM", "RNN", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d",
+    "CrossEntropyLoss", "Dropout", "Flatten", "GlobalAvgPool2d", "Identity", "L1Loss", "LSTMCell", "LayerNorm",
+    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter",
+    "RNNCell", "ReLU", "RenormSchedule", "Sequential", "Sigmoid", "Softmax", "Tanh", "functional", "init",
+    "renorm_schedule", "renorm_telemetry",
 ]  # fmt: skip

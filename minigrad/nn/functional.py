@@ -8,7 +8,21 @@ statistics they are given, in place, so that a layer can hand them its buffers.
 from __future__ import annotations
 
 from minigrad.norm.functional import batch_norm, batch_renorm
-from minigrad.ops import cross_entropy, log_softmax, relu, softmax
+from minigrad.norm.layernorm import layer_norm
+from minigrad.ops import (
+    cross_entropy,
+    l1_loss,
+    leaky_relu,
+    log_softmax,
+    mse_loss,
+    nll_loss,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
+)
 
-__all__ = ["batch_norm", "batch_renorm", "cross_entropy", "log_softmax", "relu", "softmax"]
-from minigrad.ops import l1_loss, leaky_relu, mse_loss, nll_loss, sigmoid, tanh  # noqa: F401
+__all__ = [
+    "batch_norm", "batch_renorm", "cross_entropy", "l1_loss", "layer_norm", "leaky_relu", "log_softmax", "mse_loss",
+    "nll_loss", "relu", "sigmoid", "softmax", "tanh",
+]  # fmt: skip

@@ -50,7 +50,7 @@ __all__ = [
 
 
 def calculate_fan_in_and_fan_out(shape: Sequence[int]) -> tuple[int, int]:
-    """(fan_in, fan_out) of a weight of `shape`: (out, in) for Linear, (out, in, *kernel) for convolutions."""
+    """(fan_in, fan_out) of a weight of `shape`: ``(out, in)`` for Linear, ``(out, in, *kernel)`` for convolutions."""
     shape = tuple(int(n) for n in shape)
     if len(shape) < 2:
         raise ValueError(f"calculate_fan_in_and_fan_out: expected a weight with at least 2 axes, got shape {shape}")

@@ -188,19 +188,22 @@ class Dropout(Module):
 
 
 class Flatten(Module):
-    """Merge the axes from `start_dim` on into one: (N, C, H, W) -> (N, C*H*W) by default."""
+    """Merge axes `start_dim` to `end_dim` into one: (N, C, H, W) -> (N, C*H*W) by default, as ``nn.Flatten``."""
 
-    def __init__(self, start_dim: int = 1) -> None:
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim = start_dim
+        for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if not validate.is_integer(value):
+                raise TypeError(f"Flatten: {name}: expected an int, got {type(value).__name__} {value!r}")
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         if not -x.ndim <= self.start_dim < x.ndim:
             raise ValueError(f"Flatten: start_dim={self.start_dim} is out of range for an input of shape {x.shape}")
-        return flatten(x, self.start_dim % x.ndim)
+        return flatten(x, self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}"
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Sequential(Module):

@@ -6,6 +6,7 @@ only its ``reduction`` ("mean", the default, "sum" or "none").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from minigrad.module import Module
@@ -16,14 +17,14 @@ __all__ = ["CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss"]
 
 
 class _Loss(Module):
-    function_name = ""
+    function: Callable[..., Tensor]
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         self.reduction = loss.check_reduction(type(self).__name__, reduction)
 
     def forward(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002 - PyTorch's argument name
-        return getattr(loss, self.function_name)(input, target, reduction=self.reduction)
+        return type(self).function(input, target, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -32,22 +33,22 @@ class _Loss(Module):
 class CrossEntropyLoss(_Loss):
     """Cross-entropy of logits (N, C) against integer class labels (N,); softmax is applied inside."""
 
-    function_name = "cross_entropy"
+    function = staticmethod(loss.cross_entropy)
 
 
 class NLLLoss(_Loss):
     """Negative log-likelihood of log-probabilities (N, C) (from LogSoftmax) against labels (N,)."""
 
-    function_name = "nll_loss"
+    function = staticmethod(loss.nll_loss)
 
 
 class MSELoss(_Loss):
     """Squared error between an input and a target of the same shape."""
 
-    function_name = "mse_loss"
+    function = staticmethod(loss.mse_loss)
 
 
 class L1Loss(_Loss):
     """Absolute error between an input and a target of the same shape."""
 
-    function_name = "l1_loss"
+    function = staticmethod(loss.l1_loss)

@@ -10,7 +10,9 @@ Read beside Ioffe, *Batch Renormalization* (2017), Algorithm 1 and section 3:
 * :mod:`~minigrad.norm.spec`: the settings and the checks, done once at the boundary;
 * :mod:`~minigrad.norm.functional`: ``batch_norm`` / ``batch_renorm`` on Tensors;
 * :mod:`~minigrad.norm.layers`: ``BatchNorm1d/2d``, ``BatchRenorm1d/2d``;
-* :mod:`~minigrad.norm.schedule`: the r_max / d_max schedule of section 4.
+* :mod:`~minigrad.norm.schedule`: the r_max / d_max schedule of section 4;
+* :mod:`~minigrad.norm.layernorm`: ``LayerNorm``, the batch-independent baseline;
+* :mod:`~minigrad.norm.recurrent`: the normalizations inside a recurrence (section 5's proposal).
 
 The layers and the schedule are also ``minigrad.nn.*``; the functional forms
 are also ``minigrad.nn.functional.*``.
@@ -18,6 +20,7 @@ are also ``minigrad.nn.functional.*``.
 
 from minigrad.norm import kernels
 from minigrad.norm.functional import batch_norm, batch_norm_train, batch_renorm, batch_renorm_train
+from minigrad.norm.layernorm import LayerNorm, layer_norm
 from minigrad.norm.layers import (
     DEFAULT_MOMENTUM,
     BatchNorm1d,
@@ -26,11 +29,12 @@ from minigrad.norm.layers import (
     BatchRenorm2d,
     renorm_telemetry,
 )
+from minigrad.norm.recurrent import RecurrentNorm
 from minigrad.norm.schedule import PAPER_TOTAL_STEPS, RenormSchedule, renorm_schedule
 from minigrad.norm.spec import NormSpec, RenormLimits
 
 __all__ = [
     "DEFAULT_MOMENTUM", "PAPER_TOTAL_STEPS", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d",
-    "NormSpec", "RenormLimits", "RenormSchedule", "batch_norm", "batch_norm_train", "batch_renorm",
-    "batch_renorm_train", "kernels", "renorm_schedule", "renorm_telemetry",
+    "LayerNorm", "NormSpec", "RecurrentNorm", "RenormLimits", "RenormSchedule", "batch_norm", "batch_norm_train",
+    "batch_renorm", "batch_renorm_train", "kernels", "layer_norm", "renorm_schedule", "renorm_telemetry",
 ]  # fmt: skip

@@ -9,12 +9,14 @@ a layer takes the two halves of a schedule as its limits::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from minigrad import validate
 
+WARMUP_TIME_CONSTANTS = 5.0  # warm-up of at least this many 1/Δ when the rate Δ is known (see scaled)
 PAPER_TOTAL_STEPS = 130_000  # the length of the paper's Inception-v3 runs (section 4.1)
 
 
@@ -76,22 +78,52 @@ class RenormSchedule:
     def __iter__(self) -> Iterator[Callable[[int], float]]:
         return iter((self.r_max, self.d_max))
 
-    def scaled(self, total_steps: int, reference_steps: int = PAPER_TOTAL_STEPS) -> RenormSchedule:
+    def scaled(
+        self,
+        total_steps: int,
+        reference_steps: int = PAPER_TOTAL_STEPS,
+        *,
+        momentum: float | None = None,
+        time_constants: float = WARMUP_TIME_CONSTANTS,
+    ) -> RenormSchedule:
         """The same schedule for a run of `total_steps` instead of `reference_steps` (the paper's 130k).
 
         Every step count is multiplied by total_steps / reference_steps and
         rounded: the paper's recipe scaled to 13k steps warms up for 500 steps
         and reaches d_max = 5 at 2500 and r_max = 3 at 4000.
+
+        With `momentum` (the update rate Δ of the moving averages), the
+        warm-up also lasts at least `time_constants` / Δ steps. The averages
+        forget their initial values (μ = 0, σ = 1) as (1 − Δ)^n ≈ e^(−nΔ), so
+        r and d, which correct towards them, are meaningful only after a few
+        time constants 1/Δ; the paper's 5000-step warm-up is 50 of them at
+        Δ = 0.01, while the plain proportional scaling to 300 steps leaves 12
+        steps, a tenth of one. The default 5 leaves e^(−5) < 1% of the
+        initial values. The ramps keep their scaled lengths and start after
+        the warm-up, and a lengthened schedule ends by `total_steps`. Tutorial 03 shows
+        the rule at work.
         """
         validate.positive_int("total_steps", total_steps)
         validate.positive_int("reference_steps", reference_steps)
         factor = total_steps / reference_steps
-        warmup = round(self.warmup_steps * factor)
+        scaled_warmup = round(self.warmup_steps * factor)
+        warmup = scaled_warmup
+        if momentum is not None:
+            rate = validate.fraction("momentum", momentum, why="the update rate Δ of the moving averages")
+            validate.positive_number("time_constants", time_constants)
+            if rate > 0:
+                warmup = min(total_steps, max(warmup, math.ceil(time_constants / rate)))
+        later = warmup - scaled_warmup  # the ramps start that much later, at their scaled lengths
+
+        def ramp_end(end: int) -> int:
+            shifted = round(end * factor) + later
+            return max(warmup, min(total_steps, shifted) if later else shifted)
+
         return replace(
             self,
             warmup_steps=warmup,
-            r_max_ramp_end=max(warmup, round(self.r_max_ramp_end * factor)),
-            d_max_ramp_end=max(warmup, round(self.d_max_ramp_end * factor)),
+            r_max_ramp_end=ramp_end(self.r_max_ramp_end),
+            d_max_ramp_end=ramp_end(self.d_max_ramp_end),
         )
 
 

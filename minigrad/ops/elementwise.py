@@ -199,7 +199,7 @@ class Relu(Function):
 
 
 class Abs(Function):
-    """|x|; the gradient is sign(x), 0 at x = 0 (as PyTorch)."""
+    """``|x|``; the gradient is sign(x), 0 at x = 0 (as PyTorch)."""
 
     def forward(self, x):
         xp = backend.namespace(x)
@@ -248,10 +248,44 @@ class Cast(Function):
         return backend.astype(grad, self.source_dtype)
 
 
+class Clone(Function):
+    def forward(self, x):
+        return backend.namespace(x).asarray(x, copy=True)
+
+    def backward(self, grad):
+        return grad
+
+
 @tensor_method("astype")
 def astype(x: Tensor, dtype: Any) -> Tensor:
-    """`x` cast to `dtype`; differentiable (the gradient is cast back)."""
+    """`x` cast to `dtype`; differentiable to a floating dtype (the gradient is cast back), cut from the graph otherwise."""
+    if not backend.dtype_name(dtype).startswith("float"):
+        return Tensor._make(backend.astype(x.data, dtype), requires_grad=False, creator=None)
     return Cast.apply(x, dtype=dtype)
+
+
+@tensor_method("float")
+def to_float32(x: Tensor) -> Tensor:
+    """``x.astype("float32")``, by PyTorch's name."""
+    return astype(x, "float32")
+
+
+@tensor_method("double")
+def to_float64(x: Tensor) -> Tensor:
+    """``x.astype("float64")``, by PyTorch's name."""
+    return astype(x, "float64")
+
+
+@tensor_method("long")
+def to_int64(x: Tensor) -> Tensor:
+    """``x.astype("int64")``, by PyTorch's name (not differentiable)."""
+    return astype(x, "int64")
+
+
+@tensor_method("clone")
+def clone(x: Tensor) -> Tensor:
+    """A copy of `x` that stays in the graph (gradients flow back to `x`), as ``torch.clone``."""
+    return Clone.apply(x)
 
 
 @tensor_method("__add__", "__radd__")
@@ -360,7 +394,7 @@ def relu(x: Tensor) -> Tensor:
 
 @tensor_method("abs", "__abs__")
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - the op's name, as abs(tensor) calls it
-    """|x| elementwise; ``abs(t)`` works too. The gradient at 0 is 0."""
+    """``|x|`` elementwise; ``abs(t)`` works too. The gradient at 0 is 0."""
     return Abs.apply(x)
 
 

@@ -60,25 +60,34 @@ class CrossEntropy(Function):
         classes = xp.arange(logits.shape[1], device=logits.device)
         at_label = labels[:, None] == classes[None, :]
         self.count = logits.shape[0]
+        # A label outside [0, C) makes its row NaN (loss and gradient), checked on the device without a host read.
+        valid = ((labels >= 0) & (labels < logits.shape[1]))[:, None]
+        nan = backend.scalar_like(float("nan"), log_probs)
         # softmax - one_hot, with expm1 at the label: 1 - p cancels to 0 once p rounds to 1, expm1(log p) does not
-        self.residual = xp.where(at_label, xp.expm1(log_probs), probs)
+        self.residual = xp.where(valid, xp.where(at_label, xp.expm1(log_probs), probs), nan)
         # picked with where, not a product with one_hot: a -inf log-probability elsewhere would give -inf * 0 = NaN
-        return -xp.sum(xp.where(at_label, log_probs, xp.zeros_like(log_probs))) / self.count
+        picked = xp.where(valid, xp.where(at_label, log_probs, xp.zeros_like(log_probs)), nan)
+        return -xp.sum(picked) / self.count
 
     def backward(self, grad):
         return grad * self.residual / self.count, None
 
 
+def _softmax_axis(owner: str, x: Tensor, axis: int, dim: int | None) -> int:
+    axis, _ = reduce.torch_axis(owner, None if dim is not None else axis, False, dim, None)
+    return validate.axis(owner, axis, x.ndim)
+
+
 @tensor_method("log_softmax")
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """log(softmax(x)) along `axis`, computed stably."""
-    return LogSoftmax.apply(x, axis=validate.axis("log_softmax", axis, x.ndim))
+def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """log(softmax(x)) along `axis` (or PyTorch's ``dim``), computed stably."""
+    return LogSoftmax.apply(x, axis=_softmax_axis("log_softmax", x, axis, dim))
 
 
 @tensor_method("softmax")
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along `axis`, computed stably."""
-    return Softmax.apply(x, axis=validate.axis("softmax", axis, x.ndim))
+def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis` (or PyTorch's ``dim``), computed stably."""
+    return Softmax.apply(x, axis=_softmax_axis("softmax", x, axis, dim))
 
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -109,10 +118,11 @@ def _check_class_labels(owner: str, scores: Tensor, labels: Any) -> Tensor:
         raise TypeError(f"{owner}: labels must be integers (class indices), got dtype {backend.dtype_name(labels.dtype)}")
     if scores.shape[0] == 0:
         raise ValueError(f"{owner}: the batch is empty (input of shape (0, C))")
-    xp = backend.namespace(labels.data)
-    low, high = backend.item(xp.min(labels.data)), backend.item(xp.max(labels.data))
-    if low < 0 or high >= scores.shape[1]:
-        raise ValueError(f"{owner}: labels must lie in [0, {scores.shape[1]}), got values from {low} to {high}")
+    on_host = backend.host_view(labels.data)
+    if on_host is not None:  # free on the host; on a device (CuPy) it would be a synchronization at every step
+        low, high = on_host.min().item(), on_host.max().item()
+        if low < 0 or high >= scores.shape[1]:
+            raise ValueError(f"{owner}: labels must lie in [0, {scores.shape[1]}), got values from {low} to {high}")
     return labels
 
 
@@ -122,6 +132,9 @@ def cross_entropy(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Te
     The mean is fused: log-softmax and the negative log-likelihood in one op,
     stable for logits as large as ±1e4 (no NaN, no inf). ``"sum"`` and
     ``"none"`` go through :func:`nll_loss` of :func:`log_softmax`, equally stable.
+    Labels outside [0, C) raise a ValueError when they are in host memory; on a
+    device, reading them would stop the GPU at every step, so such a label
+    makes the loss NaN instead, which the first read of the loss shows.
     """
     check_reduction("cross_entropy", reduction)
     labels = _check_class_labels("cross_entropy", logits, labels)
@@ -135,9 +148,16 @@ def nll_loss(log_probs: Tensor, labels: Tensor, reduction: str = "mean") -> Tens
     check_reduction("nll_loss", reduction)
     labels = _check_class_labels("nll_loss", log_probs, labels)
     xp = backend.namespace(log_probs.data)
-    rows = Tensor._make(xp.arange(log_probs.shape[0], device=log_probs.data.device), False, None)
-    # indexed, not multiplied by a one-hot mask: a -inf log-probability off the label would give -inf * 0 = NaN
-    return _reduce(-log_probs[rows, labels], reduction)
+    count, classes = log_probs.shape
+    rows = Tensor._make(xp.arange(count, device=log_probs.data.device), False, None)
+    # Indexed, not multiplied by a one-hot mask: a -inf log-probability off the label would give -inf * 0 = NaN.
+    # On a device the labels are not read (that would stop the GPU): one outside [0, C) makes its loss NaN.
+    valid = (labels.data >= 0) & (labels.data < classes)
+    inside = Tensor._make(xp.clip(labels.data, 0, classes - 1), False, None)
+    flag = Tensor._make(
+        xp.where(valid, xp.zeros_like(log_probs.data[:, 0]), backend.scalar_like(float("nan"), log_probs.data)), False, None
+    )
+    return _reduce(flag - log_probs[rows, inside], reduction)
 
 
 def _check_same_shape(owner: str, prediction: Tensor, target: Any) -> Tensor:

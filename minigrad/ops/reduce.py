@@ -7,6 +7,7 @@ an error naming the op and the valid range, never wrapped modulo ndim.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from minigrad import backend, validate
 from minigrad.tensor import Function, Tensor, tensor_method
@@ -117,15 +118,38 @@ class LogSumExp(Function):
         return expand_reduced(grad, self.axes, self.keepdims, tuple(self.softmax.shape)) * self.softmax
 
 
+def torch_axis(owner: str, axis: Axis, keepdims: bool, dim: Axis, keepdim: bool | None) -> tuple[Axis, bool]:
+    """Accept PyTorch's ``dim``/``keepdim`` as other names for ``axis``/``keepdims`` (not both of a pair)."""
+    if dim is not None:
+        if axis is not None:
+            raise TypeError(f"{owner}: pass axis or dim (PyTorch's name for it), not both; got axis={axis!r}, dim={dim!r}")
+        axis = dim
+    if isinstance(axis, Tensor):
+        hint = "; for the elementwise maximum of two tensors use mg.maximum(a, b)" if owner == "max" else ""
+        raise TypeError(f"{owner}: axis: expected an int, a sequence of ints or None, got a Tensor{hint}")
+    return axis, bool(keepdims if keepdim is None else keepdim)
+
+
+class MaxResult(NamedTuple):
+    """``x.max(dim=...)``'s answer, as PyTorch gives it: the maxima and where they are."""
+
+    values: Tensor
+    indices: Tensor
+
+
 @tensor_method("sum")
-def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001 - the op's name
-    """Sum over `axis` (all axes by default)."""
+def sum(  # noqa: A001 - the op's name
+    x: Tensor, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim: bool | None = None
+) -> Tensor:
+    """Sum over `axis` (all axes by default); ``dim``/``keepdim`` are accepted as PyTorch's names."""
+    axis, keepdims = torch_axis("sum", axis, keepdims, dim, keepdim)
     return Sum.apply(x, axes=normalize_axes("sum", axis, x.ndim), keepdims=keepdims)
 
 
 @tensor_method("mean")
-def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Arithmetic mean over `axis` (all axes by default)."""
+def mean(x: Tensor, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim: bool | None = None) -> Tensor:
+    """Arithmetic mean over `axis` (all axes by default); ``dim``/``keepdim`` are accepted as PyTorch's names."""
+    axis, keepdims = torch_axis("mean", axis, keepdims, dim, keepdim)
     axes = normalize_axes("mean", axis, x.ndim)
     if any(x.shape[a] == 0 for a in axes):
         raise ValueError(f"mean: cannot average over an empty axis, got shape {x.shape} and axis {axis!r}")
@@ -133,11 +157,24 @@ def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
 
 
 @tensor_method("max")
-def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001 - the op's name
-    """Maximum over `axis` (all axes by default)."""
+def max(  # noqa: A001 - the op's name
+    x: Tensor, axis: Axis = None, keepdims: bool = False, *, dim: int | None = None, keepdim: bool | None = None
+) -> Tensor | MaxResult:
+    """Maximum over `axis` (all axes by default).
+
+    Given PyTorch's ``dim=`` (one axis), it answers as ``torch.max`` does: a
+    :class:`MaxResult` ``(values, indices)``, so ``values, indices = x.max(dim=1)`` works.
+    """
+    with_indices = dim is not None
+    if with_indices and not (isinstance(dim, int) and not isinstance(dim, bool)):
+        raise TypeError(f"max: dim: expected one axis as an int, got {dim!r}")
+    axis, keepdims = torch_axis("max", axis, keepdims, dim, keepdim)
     axes = normalize_axes("max", axis, x.ndim)
     _refuse_empty("max", x, axes, axis)
-    return Max.apply(x, axes=axes, keepdims=keepdims)
+    values = Max.apply(x, axes=axes, keepdims=keepdims)
+    if not with_indices:
+        return values
+    return MaxResult(values, argmax(x, dim, keepdims))
 
 
 @tensor_method("min")
@@ -157,12 +194,16 @@ def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
 
 
 @tensor_method("argmax")
-def argmax(x: Tensor, axis: int | None = None) -> Tensor:
+def argmax(
+    x: Tensor, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None, keepdim: bool | None = None
+) -> Tensor:
     """Index of the maximum along `axis` (of the flattened tensor when None); not differentiable."""
+    axis, keepdims = torch_axis("argmax", axis, keepdims, dim, keepdim)
     xp = backend.namespace(x.data)
     if axis is None:
         _refuse_empty("argmax", x, tuple(range(x.ndim)), None)
-        return Tensor._make(xp.argmax(xp.reshape(x.data, (-1,)), axis=0), requires_grad=False, creator=None)
+        index = xp.argmax(xp.reshape(x.data, (-1,)), axis=0)
+        return Tensor._make(xp.reshape(index, (1,) * x.ndim) if keepdims else index, requires_grad=False, creator=None)
     index = validate.axis("argmax", axis, x.ndim)
     _refuse_empty("argmax", x, (index,), axis)
-    return Tensor._make(xp.argmax(x.data, axis=index), requires_grad=False, creator=None)
+    return Tensor._make(xp.argmax(x.data, axis=index, keepdims=keepdims), requires_grad=False, creator=None)

@@ -1,4 +1,4 @@
-"""Ops that move elements without changing them: reshape, permute, indexing, concatenate, stack, pad."""
+"""Ops that move elements without changing them: reshape and view, flatten, (un)squeeze, permute, t, indexing, pad."""
 
 from __future__ import annotations
 
@@ -130,10 +130,10 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
     ``x.flatten()`` is 1-d; ``x.flatten(1)`` keeps the batch axis. A 0-d tensor becomes shape (1,).
     """
+    ndim = max(x.ndim, 1)  # a 0-d tensor accepts dims 0 and -1, as in PyTorch
+    start, end = _dim("flatten", start_dim, ndim), _dim("flatten", end_dim, ndim)
     if x.ndim == 0:
-        _dim("flatten", start_dim, 1), _dim("flatten", end_dim, 1)
         return reshape(x, (1,))
-    start, end = _dim("flatten", start_dim, x.ndim), _dim("flatten", end_dim, x.ndim)
     if start > end:
         raise ValueError(
             f"flatten: start_dim must not come after end_dim, got start_dim={start_dim}, end_dim={end_dim} "

@@ -1,5 +1,7 @@
 """Optimizers, learning-rate schedules and weight averaging.
 
+A training loop with all three::
+
     opt = mg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sched = mg.optim.LRScheduler(opt, mg.optim.Warmup(100, mg.optim.CosineAnnealing(10_000)))
     ema = mg.optim.EMA(model, decay=0.999)

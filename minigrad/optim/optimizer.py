@@ -325,6 +325,11 @@ def _collect_params(owner: str, params: Iterable[Any]) -> tuple[list[Tensor], li
         name = None
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             name, item = item
+        if isinstance(item, dict):
+            raise TypeError(
+                f"{owner}: params[{position}]: expected a Parameter (or Tensor), got a dict; parameter groups with "
+                "their own settings are not supported: build one optimizer per group"
+            )
         if not isinstance(item, Tensor):
             raise TypeError(f"{owner}: params[{position}]: expected a Parameter (or Tensor), got {type(item).__name__}")
         if id(item) in seen:
