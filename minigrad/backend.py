@@ -344,13 +344,18 @@ def scalar_like(value: float, array: Array) -> Array:
 
 
 def host_view(array: Array) -> np.ndarray | None:
-    """`array` as a NumPy array without a copy when it already lives in host memory (NumPy), else None.
+    """`array` as a NumPy array without a copy when it already lives in host memory, else None (CuPy).
 
     For checks that are free on the host but would cost a device-to-host copy
     (a synchronization) elsewhere: callers check the values when this is not
     None and use a device-side fallback otherwise.
     """
-    return array if library_of(array) == "numpy" else None
+    library = library_of(array)
+    if library == "numpy":
+        return array
+    if library == "cupy":
+        return None
+    return np.from_dlpack(array)  # another CPU library (array-api-strict): shared memory, no copy
 
 
 def item(array: Array) -> float | int | bool:

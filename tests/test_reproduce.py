@@ -216,8 +216,8 @@ def test_quick_study_telemetry_is_sampled_during_the_ramp(quick_study):
     for run_dir in (quick_study / "runs").glob("brn-*"):
         layers = telemetry_curves(run_dir)
         assert layers, run_dir.name
-        assert max(max(series["r_clipped"]) for series in layers.values()) > 0, run_dir.name
-        assert max(max(series["d_clipped"]) for series in layers.values()) > 0, run_dir.name
+        assert max(max(series["r_clipped_fraction"]) for series in layers.values()) > 0, run_dir.name
+        assert max(max(series["d_clipped_fraction"]) for series in layers.values()) > 0, run_dir.name
 
 
 def test_the_legend_of_an_accuracy_figure_covers_no_curve():
