@@ -20,7 +20,7 @@ import pytest
 
 from minigrad import data
 from minigrad.data import imagefolder
-from tests.bounded import refusal_of
+from tests.bounded import refusal_of, run_bounded
 
 pytestmark = pytest.mark.backends("numpy")  # host-side code only
 Image = pytest.importorskip("PIL.Image")
@@ -221,3 +221,20 @@ def test_8_and_16_bit_images_in_one_folder_share_one_scale(tmp_path, monkeypatch
         np.testing.assert_allclose(dataset.images[0, :, 0, 0], [0.0, 128 / 255, 1.0], rtol=1e-6)
         np.testing.assert_allclose(dataset.images[1], 1.0, rtol=1e-6)
         monkeypatch.setattr(imagefolder, "_decode", lambda *a: pytest.fail("decoded again despite the cache"))
+
+
+def test_a_forged_cache_is_ignored_without_allocating_what_it_claims(tmp_path):
+    from tests.test_checkpoint_hostile import _write_member
+
+    _good_folder(tmp_path / "pets")
+    cache = tmp_path / "pets.npz"
+    _write_member(cache, "train_images.npy", (1 << 40,), 64)
+    code = f"""
+dataset = minigrad.data.load_image_folder({str(tmp_path / "pets")!r}, cache={str(cache)!r})
+print(len(dataset))
+"""
+    result = run_bounded(code, extra_mb=100, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "2", result.stderr[-2000:]
+    from minigrad.npz import read_npz
+
+    assert read_npz(cache)["all_images"].shape == (2, 3, 2, 3)  # replaced by a good cache after decoding

@@ -57,6 +57,7 @@ from minigrad.data.datasets import (
     read_regular_file,
     require_optional,
 )
+from minigrad.npz import read_npz
 
 np = backend.host
 logger = logging.getLogger(__name__)
@@ -265,14 +266,14 @@ def _read_cache(cache: Path, signature: str) -> dict[str, np.ndarray] | None:
     if not cache.is_file():
         return None
     try:
-        with np.load(cache, allow_pickle=False) as stored:
-            if str(stored["signature"]) != signature:
-                logger.info("%s was made from other files; decoding again", cache)
-                return None
-            return {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, KeyError) as exc:
+        stored = read_npz(cache, what="image cache")  # checked reads: a damaged or forged cache cannot allocate wildly
+    except (OSError, ValueError) as exc:
         logger.warning("ignoring unreadable cache %s (%s)", cache, exc)
         return None
+    if "signature" not in stored or str(stored["signature"]) != signature:
+        logger.info("%s was made from other files; decoding again", cache)
+        return None
+    return stored
 
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:

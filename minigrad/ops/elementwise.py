@@ -119,24 +119,71 @@ class Sqrt(Function):
         return grad / (2 * self.out)
 
 
+def _sigmoid_pair(x):
+    """(sigmoid(x), sigmoid(-x)), each to full relative precision: built from z = exp(-|x|), which never overflows.
+
+    sigmoid(x) = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0; the pair
+    lets gradients use sigmoid(x) * sigmoid(-x) instead of s * (1 - s), which
+    cancels to 0 once s rounds to 1 (x > 37 in float64, x > 17 in float32).
+    """
+    xp = backend.namespace(x)
+    z = xp.exp(-xp.abs(x))
+    big = 1 / (1 + z)
+    small = z * big
+    positive = x >= 0
+    return xp.where(positive, big, small), xp.where(positive, small, big)
+
+
+def _softplus(x):
+    """log(1 + e^x) as max(x, 0) + log1p(e^-|x|): no overflow, no loss of the tiny values for very negative x."""
+    xp = backend.namespace(x)
+    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
 class Tanh(Function):
+    """tanh(x); the gradient sech(x)^2 = 4z / (1 + z)^2 with z = e^(-2|x|), accurate where 1 - tanh^2 cancels."""
+
     def forward(self, x):
-        self.out = backend.namespace(x).tanh(x)
-        return self.out
+        xp = backend.namespace(x)
+        self.x = x
+        return xp.tanh(x)
 
     def backward(self, grad):
-        return grad * (1 - self.out * self.out)
+        xp = backend.namespace(grad)
+        half = xp.exp(-xp.abs(self.x))
+        z = half * half  # e^(-2|x|), without overflowing 2|x| for the largest floats
+        return grad * (4 * z / ((1 + z) * (1 + z)))
 
 
 class Sigmoid(Function):
     def forward(self, x):
-        xp = backend.namespace(x)
-        # 1 / (1 + e^-x) overflows for very negative x; tanh form is stable everywhere.
-        self.out = 0.5 * (xp.tanh(0.5 * x) + 1)
+        self.out, self.mirror = _sigmoid_pair(x)
         return self.out
 
     def backward(self, grad):
-        return grad * self.out * (1 - self.out)
+        return grad * self.out * self.mirror
+
+
+class Softplus(Function):
+    """log(1 + e^x); the gradient is sigmoid(x)."""
+
+    def forward(self, x):
+        self.x = x
+        return _softplus(x)
+
+    def backward(self, grad):
+        return grad * _sigmoid_pair(self.x)[0]
+
+
+class LogSigmoid(Function):
+    """log(sigmoid(x)) = -softplus(-x); the gradient is sigmoid(-x)."""
+
+    def forward(self, x):
+        self.x = x
+        return -_softplus(-x)
+
+    def backward(self, grad):
+        return grad * _sigmoid_pair(self.x)[1]
 
 
 class Relu(Function):
@@ -325,6 +372,18 @@ def tanh(x: Tensor) -> Tensor:
 def sigmoid(x: Tensor) -> Tensor:
     """Logistic function 1 / (1 + e^-x)."""
     return Sigmoid.apply(x)
+
+
+@tensor_method("softplus")
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x), computed without overflow and accurately in both tails (as ``torch.nn.functional.softplus``)."""
+    return Softplus.apply(x)
+
+
+@tensor_method("log_sigmoid")
+def log_sigmoid(x: Tensor) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x), accurate for very negative and very positive x."""
+    return LogSigmoid.apply(x)
 
 
 @tensor_method("relu")

@@ -13,19 +13,25 @@ from minigrad.ops import elementwise, reduce
 from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
 
-def _log_softmax(x, axis: int):
-    """log softmax computed as (x - max) - log(sum(exp(x - max))): no overflow for large logits."""
+def _softmax_parts(x, axis: int):
+    """(log softmax, softmax) of `x` along `axis`, each accurate to a few units in the last place.
+
+    Both start from x - max (no overflow). The log is (x - max) - log1p(the
+    other terms), exact where one logit dominates; the probabilities are
+    e^(x - max) / sum, not exp(log softmax), whose rounding would be magnified
+    by |log p| for tiny probabilities.
+    """
     xp = backend.namespace(x)
-    shifted = x - xp.max(x, axis=axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - reduce._finite_peak(x, (axis,))
+    weights = xp.exp(shifted)
+    return shifted - reduce.log_sum_exp_shifted(shifted, (axis,)), weights / xp.sum(weights, axis=axis, keepdims=True)
 
 
 class LogSoftmax(Function):
     axis: int
 
     def forward(self, x):
-        out = _log_softmax(x, self.axis)
-        self.softmax = backend.namespace(x).exp(out)
+        out, self.softmax = _softmax_parts(x, self.axis)
         return out
 
     def backward(self, grad):
@@ -37,7 +43,7 @@ class Softmax(Function):
     axis: int
 
     def forward(self, x):
-        self.out = backend.namespace(x).exp(_log_softmax(x, self.axis))
+        self.out = _softmax_parts(x, self.axis)[1]
         return self.out
 
     def backward(self, grad):
@@ -50,17 +56,21 @@ class CrossEntropy(Function):
 
     def forward(self, logits, labels):
         xp = backend.namespace(logits)
-        log_probs = _log_softmax(logits, 1)
+        log_probs, probs = _softmax_parts(logits, 1)
         classes = xp.arange(logits.shape[1], device=logits.device)
-        one_hot = xp.astype(labels[:, None] == classes[None, :], logits.dtype)
+        at_label = labels[:, None] == classes[None, :]
+        self.count = logits.shape[0]
         # A label outside [0, C) makes its row NaN (loss and gradient), checked on the device without a host read.
-        valid = (labels >= 0) & (labels < logits.shape[1])
-        self.one_hot = xp.where(valid[:, None], one_hot, backend.scalar_like(float("nan"), one_hot))
-        self.softmax = xp.exp(log_probs)
-        return -xp.sum(log_probs * self.one_hot) / logits.shape[0]
+        valid = ((labels >= 0) & (labels < logits.shape[1]))[:, None]
+        nan = backend.scalar_like(float("nan"), log_probs)
+        # softmax - one_hot, with expm1 at the label: 1 - p cancels to 0 once p rounds to 1, expm1(log p) does not
+        self.residual = xp.where(valid, xp.where(at_label, xp.expm1(log_probs), probs), nan)
+        # picked with where, not a product with one_hot: a -inf log-probability elsewhere would give -inf * 0 = NaN
+        picked = xp.where(valid, xp.where(at_label, log_probs, xp.zeros_like(log_probs)), nan)
+        return -xp.sum(picked) / self.count
 
     def backward(self, grad):
-        return grad * (self.softmax - self.one_hot) / self.one_hot.shape[0], None
+        return grad * self.residual / self.count, None
 
 
 def _softmax_axis(owner: str, x: Tensor, axis: int, dim: int | None) -> int:
@@ -138,9 +148,16 @@ def nll_loss(log_probs: Tensor, labels: Tensor, reduction: str = "mean") -> Tens
     check_reduction("nll_loss", reduction)
     labels = _check_class_labels("nll_loss", log_probs, labels)
     xp = backend.namespace(log_probs.data)
-    classes = xp.arange(log_probs.shape[1], device=log_probs.data.device)
-    one_hot = Tensor._make(xp.astype(labels.data[:, None] == classes[None, :], log_probs.dtype), False, None)
-    return _reduce(-reduce.sum(log_probs * one_hot, axis=1), reduction)
+    count, classes = log_probs.shape
+    rows = Tensor._make(xp.arange(count, device=log_probs.data.device), False, None)
+    # Indexed, not multiplied by a one-hot mask: a -inf log-probability off the label would give -inf * 0 = NaN.
+    # On a device the labels are not read (that would stop the GPU): one outside [0, C) makes its loss NaN.
+    valid = (labels.data >= 0) & (labels.data < classes)
+    inside = Tensor._make(xp.clip(labels.data, 0, classes - 1), False, None)
+    flag = Tensor._make(
+        xp.where(valid, xp.zeros_like(log_probs.data[:, 0]), backend.scalar_like(float("nan"), log_probs.data)), False, None
+    )
+    return _reduce(flag - log_probs[rows, inside], reduction)
 
 
 def _check_same_shape(owner: str, prediction: Tensor, target: Any) -> Tensor:

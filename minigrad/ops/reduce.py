@@ -79,6 +79,28 @@ class Max(Function):
         return expand_reduced(grad, self.axes, self.keepdims, tuple(self.share.shape)) * self.share
 
 
+def log_sum_exp_shifted(shifted, axis):
+    """log(sum(exp(shifted))) over `axis` (kept), for `shifted` whose maximum along `axis` is 0.
+
+    The sum is 1 + rest, where rest sums the terms below the maximum (and the
+    ties beyond the first); log1p(rest) keeps the tiny values that log(1 + rest)
+    rounds to 0, so log-softmax of a confident prediction and the
+    cross-entropy of a correct one stay accurate to the last bit. A row of
+    -inf only (shifted by 0) has rest = -1 and gives -inf, as it should.
+    """
+    xp = backend.namespace(shifted)
+    at_peak = xp.astype(shifted == 0, shifted.dtype)
+    rest = xp.sum(xp.exp(shifted) * (1 - at_peak), axis=axis, keepdims=True)
+    return xp.log1p(rest + (xp.sum(at_peak, axis=axis, keepdims=True) - 1))
+
+
+def _finite_peak(x, axes):
+    """The maximum over `axes` (kept), with non-finite maxima replaced by 0 so that x - peak is never inf - inf."""
+    xp = backend.namespace(x)
+    peak = xp.max(x, axis=axes, keepdims=True)
+    return xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
+
+
 class LogSumExp(Function):
     """log(sum(exp(x))) over axes, shifted by the maximum so that no exp overflows; gradient softmax(x)."""
 
@@ -87,9 +109,8 @@ class LogSumExp(Function):
 
     def forward(self, x):
         xp = backend.namespace(x)
-        peak = xp.max(x, axis=self.axes, keepdims=True)
-        peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))  # all -inf (or an inf): no inf - inf
-        out = xp.log(xp.sum(xp.exp(x - peak), axis=self.axes, keepdims=True)) + peak
+        peak = _finite_peak(x, self.axes)
+        out = log_sum_exp_shifted(x - peak, self.axes) + peak
         self.softmax = xp.exp(x - out)
         return out if self.keepdims else xp.reshape(out, tuple(n for i, n in enumerate(x.shape) if i not in self.axes))
 
