@@ -17,7 +17,8 @@ from minigrad import backend, distributed
 from minigrad.backend import BackendUnavailableError
 from minigrad.memory import keep_freed_memory
 from minigrad.runfolder import RunFolderWriteError
-from minigrad.train import (
+from minigrad.train import train
+from minigrad.train_config import (
     DEFAULT_MOMENTUM,
     LR_SCHEDULES,
     MODELS,
@@ -26,7 +27,6 @@ from minigrad.train import (
     SAMPLERS,
     ConfigError,
     TrainConfig,
-    train,
 )
 
 np = backend.host

@@ -19,7 +19,9 @@ would have (same batches, same losses, same parameters on the CPU). A resume
 with other optimization settings (learning rate, schedule, r/d limits, ...) is
 refused unless ``allow_changed`` is set; ``config.json`` then lists which
 steps ran with which values (:func:`minigrad.runfolder.config_document`).
-What a fresh run may do in an existing folder is in :mod:`minigrad.runfolder`.
+The configuration and its checks are in :mod:`minigrad.train_config`, what a
+resume accepts in :mod:`minigrad.resume`, and what a fresh run may do in an
+existing folder in :mod:`minigrad.runfolder`.
 
 Under ``mpiexec -n K`` every rank runs :func:`train` (the paper's synchronized
 workers, see :mod:`minigrad.distributed`): each global batch of
@@ -30,265 +32,32 @@ shard, gradients are averaged before every step, and only rank 0 writes files.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import minigrad as mg
 from minigrad import backend, distributed
-from minigrad.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from minigrad.checkpoint import atomic_write_text, save_checkpoint
+from minigrad.resume import read_checkpoint, truncate_metrics
 from minigrad.runfolder import (
     CHECKPOINT,
     CONFIG,
     METRICS,
-    RunFolderError,
     RunFolderWriteError,
-    check_folder_for_new_run,
     config_document,
-    remove_orphan_temporaries,
     settings_of,
 )
+from minigrad.runfolder import RunFolderError as RunFolderError  # re-exported: raised by train()
+from minigrad.train_config import RESUME_MAY_CHANGE, ConfigError, TrainConfig, check_data_available
 
 np = backend.host
-
-MODELS = ("digits_cnn", "digits_gap_cnn", "cifar_cnn")
-NORMS = ("bn", "brn", "none")
-SAMPLERS = ("iid", "noniid", "halfsplit")
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
-LR_SCHEDULES = ("constant", "cosine", "step")
-DEFAULT_MOMENTUM = 0.9  # of SGD (Nesterov) and RMSProp; Adam has none
-
-# Settings that must match for a checkpoint to be resumed (the rest, such as
-# --steps or --eval-every, may change between the interrupted run and the resumed one).
-_RESUME_MUST_MATCH = (
-    "dataset", "train_subset", "model", "norm", "batch_size", "virtual_batch_size", "sampler",
-    "examples_per_label", "optimizer", "seed", "ema", "augment", "norm_momentum", "dtype", "sync_bn",
-)  # fmt: skip
-# Settings a resume may change only when asked to (allow_changed): the steps already taken used the old values.
-# `steps` belongs here when a schedule is scaled to it (cosine/step learning rate, Batch Renorm's r/d ramp).
-_RESUME_MAY_CHANGE = ("lr", "momentum", "weight_decay", "lr_schedule", "warmup_steps", "r_max", "d_max", "steps")
-
-
-class ConfigError(ValueError):
-    """A training option has a value that cannot work; raised before anything is written."""
-
-
-@dataclass
-class TrainConfig:
-    """Every choice of a training run; the defaults train a Batch Renorm CNN on digits in well under a minute.
-
-    ``r_max``/``d_max`` fixed numbers replace the paper's schedule (r_max = 1,
-    d_max = 0 for a warm-up, then linear ramps to 3 and 5), which is otherwise
-    scaled to the run's length (:meth:`minigrad.nn.RenormSchedule.scaled`).
-    ``norm_momentum`` is the update rate Δ of the running statistics.
-    ``batch_size`` is the global batch: under ``mpiexec -n K`` each rank takes
-    its shard of it. ``sync_bn`` makes BatchNorm normalize over the whole global
-    batch instead of each rank's shard (in one process it is plain BatchNorm).
-    """
-
-    dataset: str = "digits"
-    data: str | None = None
-    data_cache: str | None = None  # .npz of decoded pixels for image folders (decoding 60k JPEGs takes ~10 s)
-    download: bool = False
-    train_subset: int | None = None
-    model: str | None = None  # default: digits_cnn for digits, cifar_cnn otherwise
-    norm: str = "brn"
-    batch_size: int = 32
-    virtual_batch_size: int | None = None
-    sampler: str = "iid"
-    examples_per_label: int = 2
-    r_max: float | None = None
-    d_max: float | None = None
-    norm_momentum: float = 0.01
-    sync_bn: bool = False  # BatchNorm statistics over every rank's shard (mpiexec); see minigrad.distributed
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float | None = None  # default: DEFAULT_MOMENTUM for sgd and rmsprop; Adam takes none
-    weight_decay: float = 5e-4
-    lr_schedule: str = "cosine"
-    warmup_steps: int = 0
-    steps: int = 600
-    eval_every: int = 200
-    eval_batch_size: int = 500
-    eval_batch_stats: bool = False
-    train_eval_examples: int = 2000
-    ema: float | None = None
-    augment: bool | None = None  # default: on for CIFAR-10 (random crop and flip), off for digits
-    backend: str = "numpy"
-    dtype: str = "float32"
-    seed: int = 0
-    out: str | None = None
-    resume: bool = False
-    allow_changed: bool = False  # resume with other optimization settings (recorded in config.json's history)
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the config (e.g. an arm's name)
-
-    def resolved(self) -> TrainConfig:
-        """A copy with defaults that depend on other options filled in, validated."""
-        config = dataclasses.replace(self, extra=dict(self.extra))
-        _choice("dataset", config.dataset, ("digits", "cifar10", "imagefolder"))
-        if config.resume and config.out is None:
-            raise ConfigError("out: resume continues the run in a folder, so it needs that folder (--out DIR)")
-        if config.model is None:
-            config.model = "digits_cnn" if config.dataset == "digits" else "cifar_cnn"
-        if config.augment is None:
-            config.augment = config.dataset != "digits"
-        if config.out is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            config.out = str(Path("runs") / f"{config.dataset}-{config.norm}-{config.sampler}-{stamp}")
-        _choice("model", config.model, MODELS)
-        _choice("norm", config.norm, NORMS)
-        _choice("sampler", config.sampler, SAMPLERS)
-        _choice("optimizer", config.optimizer, OPTIMIZERS)
-        _choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
-        _choice("backend", config.backend, backend.BACKENDS)
-        for name in ("batch_size", "steps", "eval_every", "eval_batch_size", "examples_per_label", "train_eval_examples"):
-            _integer(name, getattr(config, name), low=1)
-        _integer("warmup_steps", config.warmup_steps, low=0)
-        _integer("seed", config.seed, low=0, high=2**63 - 1)
-        if config.train_subset is not None:
-            _integer("train_subset", config.train_subset, low=1)
-        _number("lr", config.lr, "a positive number", lambda v: v > 0)
-        _number("weight_decay", config.weight_decay, "a number >= 0", lambda v: v >= 0)
-        _number("norm_momentum", config.norm_momentum, "an update rate in [0, 1]", lambda v: 0 <= v <= 1)
-        if config.optimizer == "adam":
-            if config.momentum is not None:
-                raise ConfigError(
-                    f"momentum: the adam optimizer has no momentum setting, so momentum={config.momentum} would do "
-                    "nothing; leave it out, or pick optimizer=sgd or optimizer=rmsprop"
-                )
-        else:
-            config.momentum = DEFAULT_MOMENTUM if config.momentum is None else config.momentum
-            _number("momentum", config.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
-        for name, low in (("r_max", 1), ("d_max", 0)):
-            value = getattr(config, name)
-            if value is None:
-                continue
-            if config.norm != "brn":
-                raise ConfigError(
-                    f"{name}: clipping limits are Batch Renorm's, so {name}={value} does nothing with norm="
-                    f"{config.norm!r}; leave it out, or pick norm='brn'"
-                )
-            _number(name, value, f"a number >= {low}", lambda v, low=low: v >= low)
-        if config.ema is not None:
-            _number("ema", config.ema, "a decay in (0, 1)", lambda v: 0 < v < 1)
-        _check_data_options(config)
-        if config.sampler == "halfsplit":
-            half = config.batch_size // 2
-            if config.batch_size % 2:
-                raise ConfigError(f"batch_size: the halfsplit sampler needs an even batch size, got {config.batch_size}")
-            if config.virtual_batch_size not in (None, half):
-                raise ConfigError(
-                    f"virtual_batch_size: the halfsplit sampler normalizes each half of the batch on its own, so it "
-                    f"needs virtual_batch_size={half} (or none given), got {config.virtual_batch_size}"
-                )
-            config.virtual_batch_size = half
-        if config.sampler in ("noniid", "halfsplit"):
-            group = config.examples_per_label if config.sampler == "noniid" else 2
-            if config.batch_size % group:
-                raise ConfigError(
-                    f"batch_size: the {config.sampler} sampler puts {group} examples of a label together, so the batch "
-                    f"size must be a multiple of {group}, got {config.batch_size}"
-                )
-        vbs = config.virtual_batch_size
-        if config.norm != "none" and (vbs or config.batch_size) < 2:
-            name = "virtual_batch_size" if vbs else "batch_size"
-            raise ConfigError(
-                f"{name}: BatchNorm and Batch Renorm normalize over the examples of a group, so a group needs at "
-                f"least 2 of them, got {vbs or config.batch_size}"
-            )
-        if vbs is not None and (vbs < 1 or config.batch_size % vbs):
-            raise ConfigError(
-                f"virtual_batch_size: expected a positive divisor of batch_size={config.batch_size}, got {vbs}"
-            )
-        if config.sync_bn and config.norm != "bn":
-            raise ConfigError(
-                f"sync_bn: synchronized statistics are for BatchNorm, so it needs norm='bn', got norm={config.norm!r}"
-            )
-        if config.sync_bn and config.virtual_batch_size is not None:
-            raise ConfigError(
-                "sync_bn: synchronized BatchNorm normalizes over the whole global batch, so it needs no "
-                f"virtual_batch_size (nor the halfsplit sampler, which sets one), got {config.virtual_batch_size}"
-            )
-        return config
-
-    def to_json(self, world_size: int | None = None) -> str:
-        """The configuration as JSON; with `world_size`, also the number of ranks the run is split over."""
-        fields = dataclasses.asdict(self)
-        if world_size is not None:
-            fields["world_size"] = world_size
-        return json.dumps(fields, indent=2, sort_keys=True)
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
-
-
-def _integer(name: str, value: Any, low: int, high: int | None = None) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high)
-    if bad:
-        expected = "a positive integer" if low == 1 else f"an integer >= {low}"
-        if high is not None:
-            expected = f"an integer in [{low}, {high}]"
-        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
-
-
-def _number(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (number and math.isfinite(value) and ok(value)):
-        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
-
-
-def _check_data_options(config: TrainConfig) -> None:
-    """Refuse data options that the chosen data set does not use, and paths that cannot be what they name."""
-    if config.download and config.dataset != "cifar10":
-        raise ConfigError(
-            f"download: only CIFAR-10 is downloaded; {config.dataset} is "
-            + ("bundled with scikit-learn" if config.dataset == "digits" else "read from the folder given as data")
-        )
-    if config.download and config.data is not None:
-        raise ConfigError("download: it fetches CIFAR-10 into the download cache, so it takes no data path")
-    if config.dataset == "digits":
-        for name in ("data", "data_cache"):
-            if getattr(config, name) is not None:
-                raise ConfigError(f"{name}: digits is bundled with scikit-learn and reads no files; leave {name} out")
-    if config.dataset == "imagefolder" and config.data is None:
-        raise ConfigError("data: the imagefolder data set needs the folder (or tar archive) holding train/ and test/")
-    if config.data is not None and not Path(config.data).expanduser().exists():
-        raise ConfigError(
-            f"data: no file or folder at {config.data}; expected "
-            + (
-                "the CIFAR-10 python archive (cifar-10-python.tar.gz), its extracted folder, or an image folder "
-                "(or leave data out and set download=True to fetch it into the cache)"
-                if config.dataset == "cifar10"
-                else "an image folder (or tar archive) holding train/ and test/"
-            )
-        )
-    if config.data_cache is not None and Path(config.data_cache).expanduser().is_dir():
-        raise ConfigError(f"data_cache: {config.data_cache} is a folder; expected the path of a .npz file")
-
-
-def _check_data_available(config: TrainConfig) -> None:
-    """CIFAR-10 without a path comes from the download cache: say how to get it when it is not there."""
-    if config.dataset != "cifar10" or config.data is not None or config.download:
-        return
-    from minigrad.data import cifar10
-
-    cache = cifar10.default_cache_dir()
-    if cifar10.find_cifar10(cache) is None:
-        raise ConfigError(
-            f"data: CIFAR-10 is not in the download cache ({cache}); download it (about 170 MB, checksum verified) "
-            "with download=True, or pass data=PATH (cifar-10-python.tar.gz, its extracted folder, or an image folder)"
-        )
-
 
 # ----------------------------------------------------------------------------
 # Building the pieces of a run
@@ -493,7 +262,7 @@ def train(
     checkpoint, problem = None, None
     if comm.is_root:
         try:
-            checkpoint = _read_checkpoint(config, comm.size)
+            checkpoint = read_checkpoint(config, comm.size)
         except ConfigError as exc:
             problem = str(exc)
     if comm.size > 1:
@@ -501,118 +270,10 @@ def train(
     if problem is not None:
         raise ConfigError(problem)
     if comm.is_root:
-        _check_data_available(config)
+        check_data_available(config)
 
     with backend.using_backend(config.backend):
         return _run(config, checkpoint, log if comm.is_root else None, stop_at, comm)
-
-
-def _read_checkpoint(config: TrainConfig, world_size: int) -> dict[str, Any] | None:
-    """The checkpoint that `config` resumes (None for a new run); refuses a missing, foreign or existing one.
-
-    A resumed checkpoint comes back with its ``settings_history`` extended by
-    the settings this session runs with, when they changed (allow_changed).
-    """
-    out = Path(config.out)
-    checkpoint_path = out / CHECKPOINT
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"out: {out} is a file, not a folder; pass the folder of the run's files")
-    if not config.resume:
-        check_folder_for_new_run(out, config.to_json(world_size))
-        remove_orphan_temporaries(out)
-        return None
-    if not checkpoint_path.is_file():
-        raise ConfigError(f"resume: no checkpoint at {checkpoint_path}; run without --resume to start this run")
-    checkpoint = _load_resumable(checkpoint_path)
-    saved = checkpoint["config"]
-    _check_resumable(saved, config, world_size)
-    step = checkpoint["step"]
-    if config.steps <= step:
-        done = "finished" if saved.get("steps") == step else "is"
-        raise ConfigError(
-            f"steps: the run in {out} {done} at step {step}, so steps={config.steps} leaves nothing to train; "
-            f"pass a larger steps=N to train it further"
-            + (" (with allow_changed=True: its schedules are scaled to steps)" if _scaled_to_steps(config) else "")
-        )
-    changed = _changed_settings(saved, config)
-    if changed and not config.allow_changed:
-        raise ConfigError(
-            f"resume: settings differ from the checkpoint's: {'; '.join(changed)}. Resume with the checkpoint's "
-            "values, or pass allow_changed=True to continue with the new ones (config.json then records which steps "
-            "ran with which values)"
-        )
-    names = _RESUME_MAY_CHANGE
-    history = checkpoint.get("settings_history") or [{"first_step": 1, "settings": settings_of(saved, names)}]
-    well_formed = isinstance(history, list) and all(
-        isinstance(segment, dict) and isinstance(segment.get("first_step"), int)
-        and isinstance(segment.get("settings"), dict) for segment in history
-    )  # fmt: skip
-    if not well_formed:
-        raise ConfigError(f"resume: {checkpoint_path} holds a damaged settings history (a damaged checkpoint?)")
-    now = settings_of(json.loads(config.to_json()), names)
-    if now != history[-1]["settings"]:
-        history = [*history, {"first_step": step + 1, "settings": now}]
-    checkpoint["settings_history"] = history
-    remove_orphan_temporaries(out)
-    return checkpoint
-
-
-def _load_resumable(path: Path) -> dict[str, Any]:
-    """The checkpoint at `path` with its configuration parsed; any damage is a ConfigError naming the file."""
-    try:
-        checkpoint = load_checkpoint(path)
-    except Exception as exc:  # truncated, empty, bit-flipped, a .npy, another program's .npz: all say the same
-        raise ConfigError(f"resume: {path} is not a readable minigrad checkpoint ({_why_unreadable(path, exc)})") from None
-    if not isinstance(checkpoint, dict):
-        raise ConfigError(f"resume: {path} is not a minigrad checkpoint (no state dict)")
-    missing = [key for key in ("config", "step", "model", "optimizer", "scheduler", "loader") if key not in checkpoint]
-    if missing:
-        raise ConfigError(f"resume: {path} is not a minigrad training checkpoint (missing {', '.join(missing)})")
-    step = checkpoint["step"]
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ConfigError(f"resume: {path} records step {step!r}; expected an integer >= 0 (a damaged checkpoint?)")
-    try:
-        saved = json.loads(checkpoint["config"])
-    except (TypeError, ValueError):
-        saved = None
-    if not isinstance(saved, dict):
-        raise ConfigError(f"resume: {path} holds no readable run configuration (a damaged checkpoint?)")
-    checkpoint["config"] = saved
-    return checkpoint
-
-
-def _why_unreadable(path: Path, exc: BaseException) -> str:
-    """What is wrong with a checkpoint file that failed to load, in a few words."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(6)
-    except OSError:
-        head = b""
-    if not head:
-        return "the file is empty"
-    if head == b"\x93NUMPY":
-        return "a .npy array, not a checkpoint archive"
-    cause = exc.__cause__ if exc.__cause__ is not None else exc
-    return str(cause).strip("'\"") or type(cause).__name__
-
-
-def _scaled_to_steps(config: TrainConfig | dict[str, Any]) -> bool:
-    """Whether a schedule of the run is scaled to its number of steps (so that changing it changes the past)."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    renorm_ramp = get("norm") == "brn" and (get("r_max") is None or get("d_max") is None)
-    return get("lr_schedule") in ("cosine", "step") or renorm_ramp
-
-
-def _changed_settings(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """The optimization settings of `config` that differ from the checkpoint's, as "name (checkpoint a, now b)"."""
-    names = [name for name in _RESUME_MAY_CHANGE if name != "steps" or _scaled_to_steps(config) or _scaled_to_steps(saved)]
-    if config.optimizer == "adam":
-        names.remove("momentum")  # unused (older checkpoints recorded the default)
-    return [
-        f"{name} (checkpoint {saved.get(name)!r}, now {getattr(config, name)!r})"
-        for name in names
-        if saved.get(name) != getattr(config, name)
-    ]
 
 
 def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[str], None] | None,
@@ -655,7 +316,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
 
     start_step = 0
     evaluations: list[dict[str, Any]] = []
-    names = _RESUME_MAY_CHANGE
+    names = RESUME_MAY_CHANGE
     history = [{"first_step": 1, "settings": settings_of(json.loads(config.to_json()), names)}]
     if checkpoint is not None:
         history = checkpoint["settings_history"]
@@ -676,7 +337,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
     if root:
         with _writing(out, checkpoint_path):
             if checkpoint is not None:
-                evaluations = _truncate_metrics(out / METRICS, start_step)
+                evaluations = truncate_metrics(out / METRICS, start_step)
             else:
                 out.mkdir(parents=True, exist_ok=True)
                 (out / METRICS).unlink(missing_ok=True)  # only a restart of this very run's files gets here
@@ -882,38 +543,3 @@ def _load_data(config: TrainConfig) -> tuple[mg.data.Dataset, mg.data.Dataset]:
             f"batch_size: the training set has {len(train_set)} images, fewer than one batch of {config.batch_size}"
         )
     return train_set, test_set
-
-
-def _check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int = 1) -> None:
-    """Refuse to resume when the checkpoint was made with a different model, data, optimizer or number of ranks.
-
-    A setting missing from an older checkpoint counts as its default.
-    """
-    defaults = TrainConfig()
-    different = [
-        f"{key} (checkpoint {saved.get(key, getattr(defaults, key))!r}, now {getattr(config, key)!r})"
-        for key in _RESUME_MUST_MATCH
-        if saved.get(key, getattr(defaults, key)) != getattr(config, key)
-    ]
-    if saved.get("world_size", 1) != world_size:  # each rank normalizes its shard: the split is part of the model
-        different.append(f"world_size (checkpoint {saved.get('world_size', 1)} ranks, now {world_size})")
-    if different:
-        raise ConfigError("resume: the checkpoint was made by a different run: " + "; ".join(different))
-
-
-def _truncate_metrics(path: Path, step: int) -> list[dict[str, Any]]:
-    """Keep the metric lines up to `step` (those after the checkpoint will be recomputed); return its evaluations."""
-    if not path.exists():
-        return []
-    kept, evaluations = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a hard kill
-        if record.get("step", 0) <= step:
-            kept.append(line)
-            if record.get("kind") == "eval":
-                evaluations.append(record)
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-    return evaluations

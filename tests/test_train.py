@@ -163,7 +163,7 @@ def test_readme_bn_vs_brn(tmp_path, capsys):
         accuracies = []
         for command in commands:
             out = tmp_path / f"{command[-1]}-{seed}"
-            assert main([*command[4:], "--seed", str(seed), "--no-progress", "--out", str(out)]) == 0
+            assert main([*command[3:], "--seed", str(seed), "--no-progress", "--out", str(out)]) == 0
             last = capsys.readouterr().out.strip().splitlines()[-1]
             accuracies.append(float(last.split()[3]))
         assert accuracies == pytest.approx(expected, abs=0.02), seed  # the numbers shown come from these commands
