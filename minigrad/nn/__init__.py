@@ -35,6 +35,7 @@ from minigrad.norm import (
     LayerNorm,
     RenormSchedule,
     renorm_schedule,
+    renorm_schedule_for_run,
     renorm_telemetry,
 )
 
@@ -43,5 +44,5 @@ __all__ = [
     "CrossEntropyLoss", "Dropout", "Flatten", "GlobalAvgPool2d", "Identity", "L1Loss", "LSTMCell", "LayerNorm",
     "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter",
     "RNNCell", "ReLU", "RenormSchedule", "Sequential", "Sigmoid", "Softmax", "Tanh", "functional", "init",
-    "renorm_schedule", "renorm_telemetry",
+    "renorm_schedule", "renorm_schedule_for_run", "renorm_telemetry",
 ]  # fmt: skip

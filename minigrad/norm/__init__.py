@@ -30,11 +30,19 @@ from minigrad.norm.layers import (
     renorm_telemetry,
 )
 from minigrad.norm.recurrent import RecurrentNorm
-from minigrad.norm.schedule import PAPER_TOTAL_STEPS, RenormSchedule, renorm_schedule
+from minigrad.norm.schedule import (
+    DEFAULT_WARMUP_RULE,
+    PAPER_TOTAL_STEPS,
+    WARMUP_RULES,
+    RenormSchedule,
+    renorm_schedule,
+    renorm_schedule_for_run,
+)
 from minigrad.norm.spec import NormSpec, RenormLimits
 
 __all__ = [
-    "DEFAULT_MOMENTUM", "PAPER_TOTAL_STEPS", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d",
-    "LayerNorm", "NormSpec", "RecurrentNorm", "RenormLimits", "RenormSchedule", "batch_norm", "batch_norm_train",
-    "batch_renorm", "batch_renorm_train", "kernels", "layer_norm", "renorm_schedule", "renorm_telemetry",
+    "DEFAULT_MOMENTUM", "DEFAULT_WARMUP_RULE", "PAPER_TOTAL_STEPS", "WARMUP_RULES", "BatchNorm1d", "BatchNorm2d",
+    "BatchRenorm1d", "BatchRenorm2d", "LayerNorm", "NormSpec", "RecurrentNorm", "RenormLimits", "RenormSchedule",
+    "batch_norm", "batch_norm_train", "batch_renorm", "batch_renorm_train", "kernels", "layer_norm",
+    "renorm_schedule", "renorm_schedule_for_run", "renorm_telemetry",
 ]  # fmt: skip
