@@ -16,6 +16,7 @@ from typing import NoReturn
 from minigrad import backend, distributed
 from minigrad.backend import BackendUnavailableError
 from minigrad.memory import keep_freed_memory
+from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL, WARMUP_RULES
 from minigrad.runfolder import RunFolderWriteError
 from minigrad.train import train
 from minigrad.train_config import (
@@ -108,18 +109,56 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--r-max",
         type=_number,
-        help="--norm brn: a fixed r_max instead of the paper's schedule scaled to --steps (default: the schedule)",
+        help="--norm brn: a fixed r_max instead of its schedule (below) (default: the schedule)",
     )
     model.add_argument(
         "--d-max",
         type=_number,
-        help="--norm brn: a fixed d_max instead of the paper's schedule scaled to --steps (default: the schedule)",
+        help="--norm brn: a fixed d_max instead of its schedule (below) (default: the schedule)",
     )
     model.add_argument(
         "--norm-momentum",
         type=_number,
         default=defaults.norm_momentum,
         help="update rate of the running statistics (default: %(default)s)",
+    )
+    schedule = parser.add_argument_group(
+        "Batch Renorm's schedule",
+        "--norm brn: r_max = 1 and d_max = 0 (plain batchnorm) for a warm-up, then linear ramps to the final limits "
+        "(the paper's: 5k steps, r_max 3 at 40k, d_max 5 at 25k, of 130k); a --resume that changes one of these "
+        "needs --allow-changed",
+    )
+    schedule.add_argument(
+        "--renorm-warmup",
+        type=_integer,
+        metavar="N",
+        help="steps with r_max = 1 and d_max = 0 (default: derived from --steps by --renorm-warmup-rule)",
+    )
+    schedule.add_argument(
+        "--renorm-ramp",
+        type=_integer,
+        metavar="N",
+        help="steps from the end of the warm-up until r_max reaches --r-max-final; d_max's ramp is 20/35 of it, the "
+        "paper's proportion (default: the paper's 35k and 20k steps scaled by --steps/130k)",
+    )
+    schedule.add_argument(
+        "--r-max-final",
+        type=_number,
+        metavar="R",
+        help=f"r_max at the end of its ramp, >= 1 (default: {PAPER_R_MAX_FINAL:g}, the paper's)",
+    )
+    schedule.add_argument(
+        "--d-max-final",
+        type=_number,
+        metavar="D",
+        help=f"d_max at the end of its ramp, >= 0 (default: {PAPER_D_MAX_FINAL:g}, the paper's)",
+    )
+    schedule.add_argument(
+        "--renorm-warmup-rule",
+        choices=WARMUP_RULES,
+        help="how the warm-up follows from --steps: proportional is the paper's 5k steps x --steps/130k; "
+        "time-constants is that or 5/--norm-momentum steps (5 time constants of the moving averages), whichever "
+        f"is longer, at most --steps (default: {DEFAULT_WARMUP_RULE})",
     )
     model.add_argument(
         "--sync-bn",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from minigrad.checkpoint import atomic_write_text, load_checkpoint
+from minigrad.norm.schedule import PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL
 from minigrad.runfolder import (
     CHECKPOINT,
     RunFolderError,
@@ -23,7 +24,13 @@ from minigrad.runfolder import (
     remove_orphan_temporaries,
     settings_of,
 )
-from minigrad.train_config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, ConfigError, TrainConfig
+from minigrad.train_config import (
+    RENORM_SCHEDULE_FIELDS,
+    RESUME_MAY_CHANGE,
+    RESUME_MUST_MATCH,
+    ConfigError,
+    TrainConfig,
+)
 
 
 def read_checkpoint(config: TrainConfig, world_size: int) -> dict[str, Any] | None:
@@ -61,7 +68,8 @@ def read_checkpoint(config: TrainConfig, world_size: int) -> dict[str, Any] | No
             "ran with which values)"
         )
     names = RESUME_MAY_CHANGE
-    history = checkpoint.get("settings_history") or [{"first_step": 1, "settings": settings_of(saved, names)}]
+    recorded = _with_schedule_of_older_checkpoints(saved)
+    history = checkpoint.get("settings_history") or [{"first_step": 1, "settings": settings_of(recorded, names)}]
     well_formed = isinstance(history, list) and all(
         isinstance(segment, dict) and isinstance(segment.get("first_step"), int)
         and isinstance(segment.get("settings"), dict) for segment in history
@@ -69,7 +77,10 @@ def read_checkpoint(config: TrainConfig, world_size: int) -> dict[str, Any] | No
     if not well_formed:
         raise ConfigError(f"resume: {checkpoint_path} holds a damaged settings history (a damaged checkpoint?)")
     now = settings_of(json.loads(config.to_json()), names)
-    if now != history[-1]["settings"]:
+    last = history[-1]["settings"]
+    if not any(name in last for name in RENORM_SCHEDULE_FIELDS):  # a history written before they existed
+        last = _with_schedule_of_older_checkpoints({**last, "norm": saved.get("norm")})
+    if now != settings_of(last, names):
         history = [*history, {"first_step": step + 1, "settings": now}]
     checkpoint["settings_history"] = history
     remove_orphan_temporaries(out)
@@ -127,11 +138,29 @@ def _changed_settings(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     names = [name for name in RESUME_MAY_CHANGE if name != "steps" or _scaled_to_steps(config) or _scaled_to_steps(saved)]
     if config.optimizer == "adam":
         names.remove("momentum")  # unused (older checkpoints recorded the default)
+    recorded = _with_schedule_of_older_checkpoints(saved)
     return [
-        f"{name} (checkpoint {saved.get(name)!r}, now {getattr(config, name)!r})"
+        f"{name} (checkpoint {recorded.get(name)!r}, now {getattr(config, name)!r})"
         for name in names
-        if saved.get(name) != getattr(config, name)
+        if recorded.get(name) != getattr(config, name)
     ]
+
+
+def _with_schedule_of_older_checkpoints(saved: dict[str, Any]) -> dict[str, Any]:
+    """`saved` with the Batch Renorm schedule settings that checkpoints made before they existed ran with.
+
+    Such runs shrank the paper's schedule proportionally to their steps, to r_max = 3 and d_max = 5.
+    """
+    if saved.get("norm") != "brn" or any(name in saved for name in RENORM_SCHEDULE_FIELDS):
+        return saved
+    older = dict(saved)
+    if saved.get("r_max") is None or saved.get("d_max") is None:
+        older["renorm_warmup_rule"] = "proportional"
+    if saved.get("r_max") is None:
+        older["r_max_final"] = PAPER_R_MAX_FINAL
+    if saved.get("d_max") is None:
+        older["d_max_final"] = PAPER_D_MAX_FINAL
+    return older
 
 
 def check_resumable(saved: dict[str, Any], config: TrainConfig, world_size: int = 1) -> None:

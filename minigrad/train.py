@@ -45,6 +45,7 @@ from typing import Any
 import minigrad as mg
 from minigrad import backend, distributed
 from minigrad.checkpoint import atomic_write_text, save_checkpoint
+from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL
 from minigrad.resume import read_checkpoint, truncate_metrics
 from minigrad.runfolder import (
     CHECKPOINT,
@@ -64,13 +65,31 @@ np = backend.host
 # ----------------------------------------------------------------------------
 
 
+def renorm_schedule_of(config: TrainConfig) -> mg.nn.RenormSchedule:
+    """Batch Renorm's r_max / d_max schedule for the run of `config` (its fixed r_max/d_max, if any, aside).
+
+    The warm-up follows from ``steps`` and ``norm_momentum`` by the configured
+    rule (default :data:`~minigrad.norm.schedule.DEFAULT_WARMUP_RULE`) unless
+    ``renorm_warmup`` gives it; see :func:`minigrad.nn.renorm_schedule_for_run`.
+    """
+    return mg.nn.renorm_schedule_for_run(
+        config.steps,
+        momentum=config.norm_momentum,
+        rule=config.renorm_warmup_rule or DEFAULT_WARMUP_RULE,
+        warmup=config.renorm_warmup,
+        ramp=config.renorm_ramp,
+        r_max_final=PAPER_R_MAX_FINAL if config.r_max_final is None else config.r_max_final,
+        d_max_final=PAPER_D_MAX_FINAL if config.d_max_final is None else config.d_max_final,
+    )
+
+
 def build_model(config: TrainConfig, in_channels: int, num_classes: int) -> mg.nn.Module:
     """The model named by the configuration, with its normalization layers configured."""
     norm_kwargs: dict[str, Any] = {"momentum": config.norm_momentum}
     if config.virtual_batch_size is not None:
         norm_kwargs["virtual_batch_size"] = config.virtual_batch_size
     if config.norm == "brn":
-        schedule = mg.nn.renorm_schedule().scaled(total_steps=config.steps)  # the paper's 130k-step recipe, shrunk
+        schedule = renorm_schedule_of(config)  # the paper's 130k-step recipe, shrunk to the run
         norm_kwargs["r_max"] = config.r_max if config.r_max is not None else schedule.r_max
         norm_kwargs["d_max"] = config.d_max if config.d_max is not None else schedule.d_max
     generator = backend.Generator(config.seed)

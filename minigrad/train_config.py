@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minigrad import backend
+from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL, WARMUP_RULES
 
 MODELS = ("digits_cnn", "digits_gap_cnn", "cifar_cnn")
 NORMS = ("bn", "brn", "none")
@@ -36,7 +37,12 @@ RESUME_MUST_MATCH = (
 )  # fmt: skip
 # Settings a resume may change only when asked to (allow_changed): the steps already taken used the old values.
 # `steps` belongs here when a schedule is scaled to it (cosine/step learning rate, Batch Renorm's r/d ramp).
-RESUME_MAY_CHANGE = ("lr", "momentum", "weight_decay", "lr_schedule", "warmup_steps", "r_max", "d_max", "steps")
+RESUME_MAY_CHANGE = (
+    "lr", "momentum", "weight_decay", "lr_schedule", "warmup_steps", "r_max", "d_max", "steps",
+    "renorm_warmup", "renorm_ramp", "r_max_final", "d_max_final", "renorm_warmup_rule",
+)  # fmt: skip
+# Batch Renorm's schedule settings (None: derived from the run's length, or the paper's final limits).
+RENORM_SCHEDULE_FIELDS = ("renorm_warmup", "renorm_ramp", "r_max_final", "d_max_final", "renorm_warmup_rule")
 
 
 class ConfigError(ValueError):
@@ -49,7 +55,13 @@ class TrainConfig:
 
     ``r_max``/``d_max`` fixed numbers replace the paper's schedule (r_max = 1,
     d_max = 0 for a warm-up, then linear ramps to 3 and 5), which is otherwise
-    scaled to the run's length (:meth:`minigrad.nn.RenormSchedule.scaled`).
+    shrunk to the run's length (:func:`minigrad.nn.renorm_schedule_for_run`):
+    ``renorm_warmup_rule`` derives the warm-up from ``steps`` (default
+    :data:`~minigrad.norm.schedule.DEFAULT_WARMUP_RULE`, at least 5/Δ steps),
+    unless ``renorm_warmup`` gives it; ``renorm_ramp`` is the length of
+    r_max's ramp (d_max's is 20/35 of it); ``r_max_final``/``d_max_final``
+    are the limits the ramps reach (the paper's 3 and 5). :meth:`resolved`
+    fills in the rule and the final limits that a Batch Renorm run uses.
     ``norm_momentum`` is the update rate Δ of the running statistics.
     ``batch_size`` is the global batch: under ``mpiexec -n K`` each rank takes
     its shard of it. ``sync_bn`` makes BatchNorm normalize over the whole global
@@ -70,6 +82,11 @@ class TrainConfig:
     r_max: float | None = None
     d_max: float | None = None
     norm_momentum: float = 0.01
+    renorm_warmup: int | None = None  # default: derived from steps by renorm_warmup_rule
+    renorm_ramp: int | None = None  # default: the paper's ramps scaled to steps
+    r_max_final: float | None = None  # default: PAPER_R_MAX_FINAL (3)
+    d_max_final: float | None = None  # default: PAPER_D_MAX_FINAL (5)
+    renorm_warmup_rule: str | None = None  # default: DEFAULT_WARMUP_RULE (unless renorm_warmup is given)
     sync_bn: bool = False  # BatchNorm statistics over every rank's shard (mpiexec); see minigrad.distributed
     optimizer: str = "sgd"
     lr: float = 0.05
@@ -140,6 +157,7 @@ class TrainConfig:
                     f"{config.norm!r}; leave it out, or pick norm='brn'"
                 )
             _number(name, value, f"a number >= {low}", lambda v, low=low: v >= low)
+        _check_renorm_schedule(config)
         if config.ema is not None:
             _number("ema", config.ema, "a decay in (0, 1)", lambda v: 0 < v < 1)
         _check_data_options(config)
@@ -188,6 +206,54 @@ class TrainConfig:
         if world_size is not None:
             fields["world_size"] = world_size
         return json.dumps(fields, indent=2, sort_keys=True)
+
+
+def _check_renorm_schedule(config: TrainConfig) -> None:
+    """Refuse schedule settings that cannot work or would do nothing; fill in the rule and limits a run uses."""
+    given = {name: getattr(config, name) for name in RENORM_SCHEDULE_FIELDS if getattr(config, name) is not None}
+    for name, value in given.items():
+        if config.norm != "brn":
+            raise ConfigError(
+                f"{name}: the r_max/d_max schedule is Batch Renorm's, so {name}={value} does nothing with norm="
+                f"{config.norm!r}; leave it out, or pick norm='brn'"
+            )
+    for name in ("renorm_warmup", "renorm_ramp"):
+        if name in given:
+            _integer(name, given[name], low=0)
+    for name, low in (("r_max_final", 1), ("d_max_final", 0)):
+        if name in given:
+            _number(name, given[name], f"a finite number >= {low}", lambda v, low=low: v >= low)
+    if "renorm_warmup_rule" in given:
+        _choice("renorm_warmup_rule", given["renorm_warmup_rule"], WARMUP_RULES)
+    if config.norm != "brn":
+        return
+    for limit in ("r_max", "d_max"):
+        fixed = getattr(config, limit)
+        if fixed is not None and f"{limit}_final" in given:
+            raise ConfigError(
+                f"{limit}_final: a fixed {limit}={fixed} replaces {limit}'s schedule, so {limit}_final="
+                f"{given[limit + '_final']} does nothing; leave one of them out"
+            )
+    if config.r_max is not None and config.d_max is not None:
+        for name in ("renorm_warmup", "renorm_ramp", "renorm_warmup_rule"):
+            if name in given:
+                raise ConfigError(
+                    f"{name}: fixed r_max={config.r_max} and d_max={config.d_max} replace the whole schedule, so "
+                    f"{name}={given[name]} does nothing; leave it out, or fix only one of the two limits"
+                )
+        return
+    if "renorm_warmup" in given and "renorm_warmup_rule" in given:
+        raise ConfigError(
+            f"renorm_warmup_rule: the rule derives the warm-up's length, so renorm_warmup_rule="
+            f"{given['renorm_warmup_rule']} does nothing with renorm_warmup={given['renorm_warmup']} given; "
+            "leave one of them out"
+        )
+    if config.renorm_warmup is None:
+        config.renorm_warmup_rule = config.renorm_warmup_rule or DEFAULT_WARMUP_RULE
+    if config.r_max is None and config.r_max_final is None:
+        config.r_max_final = PAPER_R_MAX_FINAL
+    if config.d_max is None and config.d_max_final is None:
+        config.d_max_final = PAPER_D_MAX_FINAL
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -34,6 +34,7 @@ values = st.one_of(
 )
 
 TRAIN_NUMERIC = ("--train-subset", "--virtual-batch-size", "--r-max", "--d-max", "--norm-momentum", "--batch-size",
+                 "--renorm-warmup", "--renorm-ramp", "--r-max-final", "--d-max-final",
                  "--examples-per-label", "--lr", "--momentum", "--weight-decay", "--warmup-steps", "--steps", "--ema",
                  "--eval-every", "--seed")  # fmt: skip
 TRAIN_CHOICES = {
@@ -41,6 +42,7 @@ TRAIN_CHOICES = {
     "--optimizer": ["sgd", "rmsprop", "adam"],
     "--sampler": ["iid", "noniid", "halfsplit"],
     "--lr-schedule": ["constant", "cosine", "step"],
+    "--renorm-warmup-rule": ["proportional", "time-constants"],
 }
 TRAIN_SWITCHES = ("--download", "--resume", "--sync-bn", "--eval-batch-stats", "--allow-changed")
 REPRODUCE_NUMERIC = ("--train-subset", "--seeds", "--seed", "--labels-per-batch", "--steps", "--eval-every",

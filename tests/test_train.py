@@ -169,3 +169,94 @@ def test_readme_bn_vs_brn(tmp_path, capsys):
         assert accuracies == pytest.approx(expected, abs=0.02), seed  # the numbers shown come from these commands
         bn, brn = accuracies
         assert brn - bn > 0.05 and brn > 0.95, seed
+
+
+# ----------------------------------------------------------------------------
+# Batch Renorm's schedule settings
+# ----------------------------------------------------------------------------
+
+
+def _renorm_layers(config: TrainConfig) -> list:
+    from minigrad.train import build_model
+
+    model = build_model(config.resolved(), in_channels=1, num_classes=10)
+    layers = [m for m in model.modules() if isinstance(m, (mg.nn.BatchRenorm1d, mg.nn.BatchRenorm2d))]
+    assert layers
+    return layers
+
+
+def test_the_model_follows_the_default_rule_with_the_run_norm_momentum():
+    from minigrad.norm.schedule import DEFAULT_WARMUP_RULE
+
+    config = TrainConfig(steps=1000, norm_momentum=0.1)
+    resolved = config.resolved()
+    assert (resolved.renorm_warmup_rule, resolved.r_max_final, resolved.d_max_final) == (DEFAULT_WARMUP_RULE, 3.0, 5.0)
+    expected = mg.nn.renorm_schedule_for_run(1000, momentum=0.1, rule=DEFAULT_WARMUP_RULE)
+    assert expected.warmup_steps == 50  # 5 / Δ: longer than the proportional 38
+    for layer in _renorm_layers(config):
+        for step in (0, 49, 50, 51, 120, 204, 320, 999):
+            assert layer.limits(step) == (expected.r_max(step), expected.d_max(step)), step
+
+
+def test_the_schedule_settings_reach_every_layer():
+    config = TrainConfig(steps=100, renorm_warmup=10, renorm_ramp=35, r_max_final=2.0, d_max_final=1.0)
+    for layer in _renorm_layers(config):
+        assert layer.limits(10) == (1.0, 0.0)
+        assert layer.limits(45) == (2.0, 1.0) and layer.limits(30)[1] == 1.0  # d_max's ramp: 20 of r_max's 35
+        assert layer.limits(20) == pytest.approx((1 + 10 / 35, 0.5))
+    proportional = TrainConfig(steps=1000, norm_momentum=0.1, renorm_warmup_rule="proportional")
+    for layer in _renorm_layers(proportional):
+        assert layer.limits(38) == (1.0, 0.0) and layer.limits(39) > (1.0, 0.0)  # the paper's 5k of 130k, shrunk
+    fixed_r = TrainConfig(steps=100, r_max=1.5, renorm_warmup=10, renorm_ramp=0, d_max_final=2.0)
+    for layer in _renorm_layers(fixed_r):
+        assert layer.limits(5) == (1.5, 0.0) and layer.limits(10) == (1.5, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"norm": "bn", "renorm_warmup": 5}, r"renorm_warmup: the r_max/d_max schedule is Batch Renorm's.*norm='bn'"),
+        ({"norm": "none", "renorm_warmup_rule": "proportional"}, r"renorm_warmup_rule: .* norm='none'"),
+        ({"renorm_warmup": -1}, r"renorm_warmup: expected an integer >= 0, got -1"),
+        ({"renorm_ramp": -1}, r"renorm_ramp: expected an integer >= 0, got -1"),
+        ({"renorm_ramp": True}, r"renorm_ramp: expected an integer >= 0, got True"),
+        ({"r_max_final": 0.9}, r"r_max_final: expected a finite number >= 1, got 0.9"),
+        ({"r_max_final": float("nan")}, r"r_max_final: expected a finite number >= 1, got nan"),
+        ({"d_max_final": -0.5}, r"d_max_final: expected a finite number >= 0, got -0.5"),
+        ({"d_max_final": float("inf")}, r"d_max_final: expected a finite number >= 0, got inf"),
+        ({"renorm_warmup_rule": "half"}, r"renorm_warmup_rule: expected one of proportional, time-constants"),
+        ({"d_max": 1.0, "d_max_final": 2.0}, r"d_max_final: a fixed d_max=1.0 replaces d_max's schedule"),
+        ({"r_max": 2.0, "d_max": 1.0, "renorm_warmup": 3}, r"renorm_warmup: fixed r_max=2.0 and d_max=1.0"),
+        ({"renorm_warmup": 3, "renorm_warmup_rule": "time-constants"}, r"renorm_warmup_rule: the rule derives"),
+    ],
+)
+def test_schedule_settings_that_cannot_work_are_refused_by_name(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(_config(tmp_path / "run", **overrides), log=None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resolving_twice_changes_nothing_and_bn_runs_record_no_schedule():
+    once = TrainConfig(renorm_ramp=7).resolved()
+    assert once.resolved() == once
+    bn = TrainConfig(norm="bn").resolved()
+    assert [getattr(bn, name) for name in ("renorm_warmup", "renorm_ramp", "r_max_final", "d_max_final",
+                                           "renorm_warmup_rule")] == [None] * 5  # fmt: skip
+
+
+def test_a_checkpoint_from_before_the_schedule_settings_resumes_as_the_proportional_rule(tmp_path):
+    """Older checkpoints record no schedule settings: they ran the proportional rule, so resuming asks to allow it."""
+    from minigrad.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    train(_config(out, steps=8, ema=None, eval_every=4), log=None, stop_at=4)
+    state = load_checkpoint(out / "checkpoint.npz")
+    saved = json.loads(state["config"])
+    for name in ("renorm_warmup", "renorm_ramp", "r_max_final", "d_max_final", "renorm_warmup_rule"):
+        del saved[name]
+    state["config"] = json.dumps(saved)
+    save_checkpoint(out / "checkpoint.npz", state)
+    with pytest.raises(ConfigError, match=r"renorm_warmup_rule \(checkpoint 'proportional', now 'time-constants'\)"):
+        train(_config(out, steps=8, ema=None, eval_every=4, resume=True), log=None)
+    old = _config(out, steps=8, ema=None, eval_every=4, resume=True, renorm_warmup_rule="proportional")
+    assert train(old, log=None).step == 8  # the same schedule as before: nothing changed

@@ -767,6 +767,26 @@ for rate in (0.01, 0.1):
 assert (1 - 0.01) ** schedule.warmup_steps > 0.6  # the proportional warm-up at Δ = 0.01: most of (0, 1) remains
 
 # %% [markdown]
+# The two ways of shrinking the schedule have names, `"proportional"` and `"time-constants"`,
+# and `mg.nn.renorm_schedule_for_run` builds a run's schedule from its length, $\Delta$, the
+# rule, and optionally an explicit warm-up, ramp length and final limits. `minigrad train`
+# builds its layers' limits with it (`--renorm-warmup-rule`, `--renorm-warmup`, `--renorm-ramp`,
+# `--r-max-final`, `--d-max-final`), and `"time-constants"` is its default
+# (`mg.norm.DEFAULT_WARMUP_RULE`). An explicit ramp sets $r_{\max}$'s ramp;
+# $d_{\max}$'s keeps the paper's proportion, 20k steps for $r_{\max}$'s 35k.
+
+# %%
+for rule in ("proportional", "time-constants"):
+    built = mg.nn.renorm_schedule_for_run(total, momentum=0.1, rule=rule)
+    ends = f"d_max = 5 at {built.d_max_ramp_end}, r_max = 3 at {built.r_max_ramp_end}"
+    print(f"{rule:>14}: warm-up {built.warmup_steps}, {ends}")
+assert mg.nn.renorm_schedule_for_run(total, momentum=0.1, rule="proportional") == schedule
+assert mg.nn.renorm_schedule_for_run(total, momentum=0.1) == mg.nn.renorm_schedule().scaled(total, momentum=0.1)
+assert mg.norm.DEFAULT_WARMUP_RULE == "time-constants"
+explicit = mg.nn.renorm_schedule_for_run(total, momentum=0.1, warmup=100, ramp=350, r_max_final=2.0)
+assert (explicit.warmup_steps, explicit.d_max_ramp_end, explicit.r_max_ramp_end) == (100, 300, 450)
+
+# %% [markdown]
 # How much does the clipping actually do? Every Batch Renorm layer records, after each
 # training forward, the limits in force and the fraction of its channels whose $r$ and
 # $d$ were clipped, plus the range of the unclipped values. `mg.nn.renorm_telemetry(model)`

@@ -130,8 +130,9 @@ plt.show()
 #   second, then global average pooling and a linear layer to 10 logits. (`norm="bn"` gives the same
 #   network with `BatchNorm2d`, the same initial weights for the same generator seed.)
 #   The normalization options apply to every norm layer: `momentum` is the update rate
-#   $\Delta$ of the moving averages, and `r_max`, `d_max` are the paper's schedule, scaled to
-#   our run length as in tutorial 03.
+#   $\Delta$ of the moving averages, and `r_max`, `d_max` are the paper's schedule, shrunk to
+#   our run length by minigrad's default rule (`renorm_schedule_for_run`, tutorial 03): a
+#   warm-up of at least $5/\Delta$ steps, then the paper's ramps scaled to the run.
 # * SGD with Nesterov momentum 0.9, learning rate 0.05 and weight decay $5 \cdot 10^{-4}$,
 #   with the learning rate following half a cosine from 0.05 to 0 (`CosineAnnealing`).
 # * the loop: forward, cross-entropy loss, `zero_grad`, `backward`, optimizer step,
@@ -150,7 +151,7 @@ STEPS, LR, NORM_MOMENTUM, SEED = 1000, 0.05, 0.1, 0
 sampler = mg.data.NonIIDSampler(train_set.labels, BATCH, examples_per_label=BATCH, seed=SEED)
 loader = mg.data.DataLoader(train_set, sampler=sampler, transform=normalize, seed=SEED)
 test_loader = mg.data.eval_loader(test_set, 500, transform=normalize)  # in order, batches of 500
-schedule = mg.nn.renorm_schedule().scaled(total_steps=STEPS)
+schedule = mg.nn.renorm_schedule_for_run(STEPS, momentum=NORM_MOMENTUM)  # what train() builds too
 model = mg.models.DigitsCNN(
     norm="brn",
     global_pool=True,
