@@ -338,6 +338,15 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="A,B,...",
         help=f"comma-separated arms to run (default: all): {', '.join(ARM_NAMES)}",
     )
+    study.add_argument(
+        "--vary",
+        action="append",
+        metavar="NAME=V1,V2,...",
+        help="repeatable: run every selected arm at every combination of these values, with the same seeds, each "
+        "in OUT/sweep/<combination>/; NAME is one of norm-momentum, renorm-warmup, renorm-ramp, r-max-final, "
+        "d-max-final, renorm-warmup-rule (the minigrad train flags; the schedule names apply to the brn-* arms) "
+        "(default: no sweep, the study itself)",
+    )
     study.add_argument("--seeds", type=_positive_int, default=defaults.seeds, help="seeds per arm (default: %(default)s)")
     study.add_argument("--seed", type=_integer, default=defaults.seed, help="first seed (default: %(default)s)")
     study.add_argument(
@@ -458,7 +467,7 @@ def _fail(prog: str, error: BaseException | str, status: int, label: str = "erro
 
 _FLAGS = {
     name: "--" + name.replace("_", "-")
-    for name in (*TrainConfig.__dataclass_fields__, "seeds", "labels_per_batch", "arms", "quick")
+    for name in (*TrainConfig.__dataclass_fields__, "seeds", "labels_per_batch", "arms", "quick", "vary")
     if name not in ("extra", "dtype", "eval_batch_size", "augment", "progress")
 }
 _PREFIX = re.compile(r"^(" + "|".join(_FLAGS) + r"): ")

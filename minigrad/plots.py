@@ -118,6 +118,59 @@ def telemetry_figure(
     return figure
 
 
+def sweep_figure(
+    series: Mapping[str, Sequence[tuple[Any, Sequence[float]]]],
+    values: Sequence[Any],
+    ticks: Mapping[Any, str],
+    xlabel: str,
+    title: str,
+    percent: bool = True,
+    references: Sequence[str] = (),
+) -> Any:
+    """Final accuracy against a varied value: a line per series (mean over seeds), a bar from min to max over seeds.
+
+    `series` maps a label to (value, accuracies of its seeds) points; `values`
+    are the varied values in order and `ticks` their labels (where defaults are
+    marked), `references` the series drawn dashed (runs the value does not
+    change, the same at every value). Numbers spanning a factor of 10 or more get a log axis; other values
+    (names, such as a rule) are placed evenly. The bars are collections, not
+    lines, so ``figure.axes[0].get_lines()`` has exactly one line per series.
+    """
+    plt = _pyplot()
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    log = numeric and all(v > 0 for v in values) and max(values) >= 10 * min(values)
+
+    def x(value: Any) -> float:
+        return float(value) if numeric else float(list(values).index(value))
+
+    figure, ax = plt.subplots(figsize=(6.4, 4.2 + 0.17 * len(series)), dpi=100)
+    scale = 100.0 if percent else 1.0
+    for label, points in series.items():
+        points = [(value, accuracies) for value, accuracies in points if len(accuracies)]
+        if not points:
+            continue
+        xs = [x(value) for value, _ in points]
+        means = [scale * sum(a) / len(a) for _, a in points]
+        style = {"linestyle": "--", "marker": None} if label in references else {"marker": "o", "markersize": 3.5}
+        (line,) = ax.plot(xs, means, linewidth=1.5, label=label, **style)
+        if any(len(a) > 1 for _, a in points):
+            ax.vlines(xs, [scale * min(a) for _, a in points], [scale * max(a) for _, a in points],
+                      color=line.get_color(), alpha=0.5, linewidth=3)  # fmt: skip
+    if log:
+        ax.set_xscale("log")
+    ax.set_xticks([x(value) for value in values])
+    ax.set_xticklabels([ticks.get(value, str(value)).replace(" [", "\n[") for value in values], fontsize=7)
+    ax.minorticks_off()
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("final test accuracy, inference mode" + (" (%)" if percent else ""))
+    ax.grid(True, alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
 def count_lines(figure: Any) -> list[int]:
     """The number of plotted lines on each axes of `figure` (what the tests check against the arms)."""
     return [len(ax.get_lines()) for ax in figure.axes]

@@ -154,6 +154,7 @@ class ReproduceConfig:
     seeds: int = 1
     seed: int = 0
     arms: Sequence[str] | None = None  # default: all of ARM_NAMES
+    vary: Sequence[str] | None = None  # "NAME=V1,V2,..." each: a sweep (minigrad.sweep); None: the plain study
     out: str = "reproduce"
     quick: bool = False
     progress: bool = True
@@ -213,7 +214,14 @@ class ReproduceConfig:
         return config
 
     def run_configs(self) -> list[tuple[Arm, int, TrainConfig]]:
-        """(arm, seed, training configuration) of every run of the study, arms outer, seeds inner."""
+        """(arm, seed, training configuration) of every run of the study, arms outer, seeds inner.
+
+        With `vary`, every arm at every combination of the varied values (see :mod:`minigrad.sweep`).
+        """
+        if self.vary:
+            from minigrad import sweep
+
+            return sweep.run_configs(self)
         base = self.base_config()
         runs = []
         for arm in self.selected_arms():
@@ -314,6 +322,20 @@ def run_summary(run_dir: Path, arm: Arm, seed: int) -> dict[str, Any]:
     }
 
 
+def _summary(run_dir: Path, arm: Arm, seed: int, config: TrainConfig) -> dict[str, Any]:
+    """run_summary, with the varied values and their folder for a run of a sweep."""
+    summary = run_summary(run_dir, arm, seed)
+    if "varied" in config.extra:
+        summary.update(varied=config.extra["varied"], combination=run_dir.parent.name)
+    return summary
+
+
+def _label(arm: Arm, seed: int, config: TrainConfig) -> str:
+    """How the console names a run: ``brn-iid seed 0``, with the varied values in a sweep."""
+    varied = config.extra.get("varied")
+    return f"{arm.name} seed {seed}" + (f" ({Path(config.out).parent.name})" if varied is not None else "")
+
+
 def _add_wall_time(run_dir: Path, seconds: float) -> None:
     path = run_dir / RUN_INFO
     info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"wall_time": 0.0, "sessions": 0}
@@ -366,19 +388,19 @@ def reproduce(
     # writes the study's files, decides which runs are already finished and tells the other ranks.
     comm = distributed.world()
     root = comm.is_root
-    finished: dict[tuple[str, int], bool] = {}
+    finished: dict[str, bool] = {}  # by run folder
     if root:
         out.mkdir(parents=True, exist_ok=True)
-        for arm, seed, run_config in runs:
+        for _, _, run_config in runs:
             run_dir = Path(run_config.out)
             _check_same_run(run_dir, run_config)
             if is_finished(run_dir, run_config.steps):
-                finished[(arm.name, seed)] = True
+                finished[run_config.out] = True
     finished = comm.bcast(finished)
     if not root:
         log = None
     steps_total = sum(c.steps for _, _, c in runs)
-    steps_done = sum(c.steps for a, s, c in runs if (a.name, s) in finished)
+    steps_done = sum(c.steps for _, _, c in runs if c.out in finished)
     bar = _outer_bar(steps_total, steps_done, config.progress and root)
     say = log
     if bar is not None and log is not None:
@@ -392,17 +414,17 @@ def reproduce(
     try:
         for arm, seed, run_config in runs:
             run_dir = Path(run_config.out)
-            if (arm.name, seed) in finished:
+            if run_config.out in finished:
                 if root:
                     if say is not None:
-                        say(f"{arm.name} seed {seed}: finished earlier, reusing {run_dir}")
-                    results.append(run_summary(run_dir, arm, seed))
+                        say(f"{_label(arm, seed, run_config)}: finished earlier, reusing {run_dir}")
+                    results.append(_summary(run_dir, arm, seed, run_config))
                 continue
             if stop_after is not None and trained >= stop_after:
                 interrupted = True
                 break
             if bar is not None:
-                bar.set_description(f"reproduce {arm.name} seed {seed}")
+                bar.set_description(f"reproduce {_label(arm, seed, run_config)}")
             resume = comm.bcast((run_dir / CHECKPOINT).is_file() if root else None)
             before = _checkpoint_step(run_dir) if resume and root else 0
             result = train(dataclasses.replace(run_config, resume=resume), log=None)
@@ -418,14 +440,14 @@ def reproduce(
             _add_wall_time(run_dir, result.wall_time)
             if bar is not None:
                 bar.update(result.step - before)
-            summary = run_summary(run_dir, arm, seed)
+            summary = _summary(run_dir, arm, seed, run_config)
             results.append(summary)
             if say is not None:
                 batch = summary["test_accuracy_batch_stats"]
                 extra = f", batch stats {batch:.4f}" if batch is not None else ""
                 smoke = " (smoke test)" if config.quick else ""
                 say(
-                    f"{arm.name} seed {seed}{smoke}: test {summary['test_accuracy']:.4f} "
+                    f"{_label(arm, seed, run_config)}{smoke}: test {summary['test_accuracy']:.4f} "
                     f"(best {summary['best_test_accuracy']:.4f}), "
                     f"train (inference) {summary['train_accuracy_inference']:.4f}{extra}, {summary['wall_time']:.0f} s"
                 )
@@ -437,12 +459,22 @@ def reproduce(
     if not root:
         return ReproduceResult(out=out, runs=[], interrupted=interrupted, figures={}, stop_signal=stop_signal)
     arms = config.selected_arms()
-    document = results_document(config, arms, results, interrupted)
+    if config.vary:
+        from minigrad import sweep
+
+        document = sweep.results_document(config, arms, results, interrupted)
+        markdown = sweep.results_markdown(document)
+    else:
+        document = results_document(config, arms, results, interrupted)
+        markdown = results_markdown(document)
     atomic_write_text(out / RESULTS_JSON, json.dumps(document, indent=2) + "\n")
-    atomic_write_text(out / RESULTS_MD, results_markdown(document))
+    atomic_write_text(out / RESULTS_MD, markdown)
     figure_info: dict[str, Any] = {}
     if figures and results:
-        figure_info = write_figures(out, arms, results, smoke_test=config.quick)
+        if config.vary:
+            figure_info = sweep.write_figures(out, document, smoke_test=config.quick)
+        else:
+            figure_info = write_figures(out, arms, results, smoke_test=config.quick)
         atomic_write_text(out / FIGURES_JSON, json.dumps(figure_info, indent=2) + "\n")
     if log is not None:
         state = "interrupted; rerun the same command to finish" if interrupted else "done"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -109,3 +110,201 @@ def test_schedule_for_run_refuses_nonsense_naming_the_argument(kwargs, message):
     arguments = {"total_steps": 100, "momentum": 0.1, **kwargs}
     with pytest.raises(ValueError, match=message):
         S.renorm_schedule_for_run(**arguments)
+
+
+# ----------------------------------------------------------------------------
+# --vary: parsing
+# ----------------------------------------------------------------------------
+
+
+def test_parse_vary_order_and_folders_do_not_depend_on_the_order_given():
+    from minigrad.sweep import combination_folder, parse_vary
+
+    one = parse_vary(["renorm-ramp=10,0", "norm-momentum=0.1,1e-2", "d-max-final=2"])
+    other = parse_vary(["d-max-final=2.0", "norm-momentum=0.1,0.01", "renorm-ramp=10,0"])
+    assert one == other == {"norm-momentum": (0.1, 0.01), "renorm-ramp": (10, 0), "d-max-final": (2.0,)}
+    assert list(one) == ["norm-momentum", "renorm-ramp", "d-max-final"]
+    values = {"d-max-final": 2.0, "renorm-ramp": 10, "norm-momentum": 0.01}
+    assert combination_folder(values) == "norm-momentum=0.01_renorm-ramp=10_d-max-final=2.0"
+    assert combination_folder({}) == "not-varied"
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    from minigrad.cli import main
+
+    try:
+        status = main(list(argv))
+    except SystemExit as exit_info:
+        status = exit_info.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("vary", "needles"),
+    [
+        (["warmup=1,2"], ["unknown name 'warmup'", "renorm-warmup"]),
+        (["renorm-warmup"], ["expected NAME=V1,V2,...", "'renorm-warmup'"]),
+        (["=1,2"], ["expected NAME=V1,V2,..."]),
+        (["renorm-ramp="], ["renorm-ramp: no values given"]),
+        (["renorm-ramp=,"], ["renorm-ramp: no values given"]),
+        (["norm-momentum=0.1", "norm-momentum=0.3"], ["norm-momentum is given twice"]),
+        (["renorm-warmup=-1"], ["renorm-warmup: expected an integer >= 0, got '-1'"]),
+        (["renorm-ramp=2.5"], ["renorm-ramp: expected an integer >= 0, got '2.5'"]),
+        (["norm-momentum=0.1,2"], ["norm-momentum: expected a number in [0, 1], got '2'"]),
+        (["norm-momentum=nan"], ["norm-momentum: expected a number in [0, 1], got 'nan'"]),
+        (["r-max-final=0.5"], ["r-max-final: expected a finite number >= 1, got '0.5'"]),
+        (["d-max-final=-1"], ["d-max-final: expected a finite number >= 0, got '-1'"]),
+        (["d-max-final=inf"], ["d-max-final: expected a finite number >= 0, got 'inf'"]),
+        (["renorm-warmup-rule=linear"], ["renorm-warmup-rule: expected one of proportional, time-constants"]),
+        (["d-max-final=1,1.0"], ["d-max-final: the value 1.0 is given twice"]),
+        (["renorm-warmup=2", "renorm-warmup-rule=proportional"], ["renorm-warmup-rule", "renorm-warmup is varied"]),
+    ],
+)
+def test_bad_vary_is_one_line_naming_vary_and_the_name(tmp_path, capsys, vary, needles):
+    out = tmp_path / "sweep"
+    argv = ["reproduce", "--quick", "--arms", "bn-iid,brn-iid", "--out", str(out), "--no-progress"]
+    for item in vary:
+        argv += ["--vary", item]
+    status, _, err = _run(capsys, *argv)
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minigrad reproduce: error: --vary: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not out.exists()
+
+
+def test_schedule_names_without_a_batch_renorm_arm_are_refused(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    status, _, err = _run(capsys, "reproduce", "--quick", "--arms", "bn-iid", "--vary", "renorm-ramp=1,2",
+                          "--out", str(out))  # fmt: skip
+    assert status == 2
+    assert err.startswith("minigrad reproduce: error: --vary: renorm-ramp change only Batch Renorm's schedule")
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------
+# --vary end to end: 2 arms x 2 x 2 values, 1 seed, 8 steps on digits
+# ----------------------------------------------------------------------------
+
+SWEEP = ["reproduce", "--quick", "--arms", "bn-iid,brn-iid", "--steps", "8", "--eval-every", "4", "--no-progress",
+         "--vary", "renorm-warmup=2,4", "--vary", "norm-momentum=0.1,0.3"]  # fmt: skip
+FOLDERS = {
+    "norm-momentum=0.1/bn-iid-seed0", "norm-momentum=0.3/bn-iid-seed0",
+    "norm-momentum=0.1_renorm-warmup=2/brn-iid-seed0", "norm-momentum=0.1_renorm-warmup=4/brn-iid-seed0",
+    "norm-momentum=0.3_renorm-warmup=2/brn-iid-seed0", "norm-momentum=0.3_renorm-warmup=4/brn-iid-seed0",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sweep_study(tmp_path_factory) -> Path:
+    pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+    pytest.importorskip("matplotlib", reason="the figures need matplotlib")
+    from minigrad.cli import main
+
+    out = tmp_path_factory.mktemp("sweep") / "study"
+    assert main([*SWEEP, "--out", str(out)]) == 0
+    return out
+
+
+def _run_folders(out) -> set[str]:
+    return {f"{p.parent.parent.name}/{p.parent.name}" for p in (out / "sweep").glob("*/*/checkpoint.npz")}
+
+
+def test_sweep_runs_every_arm_at_every_combination_in_its_own_folder(sweep_study):
+    import json
+
+    assert _run_folders(sweep_study) == FOLDERS
+    for folder in FOLDERS:
+        combination, run = folder.split("/")
+        config = json.loads((sweep_study / "sweep" / combination / run / "config.json").read_text())
+        values = dict(part.split("=") for part in combination.split("_"))
+        assert config["norm_momentum"] == float(values["norm-momentum"])
+        assert config["extra"]["varied"] == {k: (float(v) if k == "norm-momentum" else int(v)) for k, v in values.items()}
+        if run.startswith("brn"):
+            assert config["renorm_warmup"] == int(values["renorm-warmup"])
+        else:
+            assert config["norm"] == "bn" and config["renorm_warmup"] is None  # BatchNorm has no schedule
+    assert not (sweep_study / "runs").exists()  # the plain study's folders are not touched
+
+
+def test_sweep_results_json_keeps_every_run_with_its_values(sweep_study):
+    import json
+
+    document = json.loads((sweep_study / "results.json").read_text())
+    assert document["vary"] == {"norm-momentum": [0.1, 0.3], "renorm-warmup": [2, 4]}
+    assert document["complete"] and document["seeds"] == [0]
+    assert len(document["runs"]) == 6
+    assert {f"{r['combination']}/{r['arm']}-seed{r['seed']}" for r in document["runs"]} == FOLDERS
+    for run in document["runs"]:
+        assert 0 <= run["test_accuracy"] <= 1 and run["steps"] == 8
+        assert set(run["varied"]) == ({"norm-momentum", "renorm-warmup"} if run["arm"] == "brn-iid" else {"norm-momentum"})
+    brn = document["arms"]["brn-iid"]
+    assert brn["varied"] == ["norm-momentum", "renorm-warmup"]
+    assert [row["values"] for row in brn["combinations"]] == [
+        {"norm-momentum": m, "renorm-warmup": w} for m in (0.1, 0.3) for w in (2, 4)
+    ]
+    for row in brn["combinations"]:
+        warmup = row["values"]["renorm-warmup"]  # the schedule run: the given warm-up, then the scaled ramps
+        assert row["schedule"] == {"warmup": warmup, "d_max_ramp_end": warmup + 1, "r_max_ramp_end": warmup + 2}
+        (run,) = [r for r in document["runs"] if r["arm"] == "brn-iid" and r["varied"] == row["values"]]
+        assert row["summary"]["test_accuracy"] == {"mean": run["test_accuracy"], "std": 0.0, "n": 1}
+    bn = document["arms"]["bn-iid"]
+    assert bn["varied"] == ["norm-momentum"] and [r["schedule"] for r in bn["combinations"]] == [None, None]
+    assert document["defaults"]["renorm-warmup"] == {"minigrad": 8, "paper": 0}  # 5/Δ = 500 > 8 steps: all warm-up
+
+
+def test_sweep_results_md_has_a_table_per_arm(sweep_study):
+    table = (sweep_study / "results.md").read_text()
+    assert table.splitlines()[0] == "# Batch Renorm sweep: smoke test (--quick), not results"
+    assert "## bn-iid" in table and "## brn-iid" in table
+    assert "| norm-momentum | renorm-warmup | schedule (warm-up, d_max end, r_max end) | test (final) |" in table
+    assert "| norm-momentum | schedule (warm-up, d_max end, r_max end) | test (final) |" in table
+    for momentum in ("0.1", "0.3"):
+        for warmup in ("2", "4"):
+            assert f"| {momentum} | {warmup} | {warmup}, " in table
+
+
+def test_sweep_writes_a_figure_per_varied_name(sweep_study):
+    import json
+
+    info = json.loads((sweep_study / "figures.json").read_text())
+    assert set(info) == {"sweep_norm-momentum.png", "sweep_renorm-warmup.png"}
+    for name, meta in info.items():
+        assert (sweep_study / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "smoke test" in meta["title"]
+    assert info["sweep_norm-momentum.png"]["lines"] == [3]  # bn-iid, and brn-iid at each warm-up
+    assert info["sweep_renorm-warmup.png"]["lines"] == [4]  # bn-iid (flat) and brn-iid, at each norm momentum
+    assert info["sweep_renorm-warmup.png"]["series"][0].endswith("(renorm-warmup does not apply)")
+    assert not list(sweep_study.glob(".*.tmp"))
+
+
+def test_sweep_rerun_skips_finished_runs_and_a_changed_sweep_adds_its_own(sweep_study, capsys):
+    from minigrad.cli import main
+
+    before = {f: (sweep_study / "sweep" / f / "checkpoint.npz").read_bytes() for f in FOLDERS}
+    assert main([*SWEEP, "--out", str(sweep_study)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier, reusing") == 6
+    argv = [*SWEEP, "--vary", "d-max-final=1", "--out", str(sweep_study)]  # a third name: new folders for brn only
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier, reusing") == 2  # bn-iid: d_max does not apply, the same runs
+    assert _run_folders(sweep_study) - FOLDERS == {
+        f"norm-momentum={m}_renorm-warmup={w}_d-max-final=1.0/brn-iid-seed0" for m in ("0.1", "0.3") for w in (2, 4)
+    }
+    assert {f: (sweep_study / "sweep" / f / "checkpoint.npz").read_bytes() for f in FOLDERS} == before
+
+
+def test_an_interrupted_sweep_finishes_the_rest(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+    from minigrad.reproduce import ReproduceConfig, reproduce
+
+    config = ReproduceConfig(quick=True, arms=["brn-iid"], steps=4, eval_every=2, out=str(tmp_path), progress=False,
+                             vary=["renorm-ramp=0,2"])  # fmt: skip
+    first = reproduce(config, log=None, stop_after=1, figures=False)
+    assert first.interrupted and len(first.runs) == 1
+    second = reproduce(config, log=None, figures=False)
+    assert not second.interrupted and len(second.runs) == 2
+    assert {r["combination"] for r in second.runs} == {"renorm-ramp=0", "renorm-ramp=2"}
