@@ -11,8 +11,11 @@ change from one arm to the next:
   (the paper's 16 x 2), BatchNorm also with the half-split batches, and the
   extreme regime of one label per batch, where the effect shows on digits.
 
-Batch Renorm follows the paper's r_max / d_max schedule scaled to the run's
-length (:meth:`minigrad.nn.RenormSchedule.scaled`). Each (arm, seed) run has
+Batch Renorm follows the paper's r_max / d_max schedule shrunk to the run's
+length by minigrad's default rule (:func:`minigrad.nn.renorm_schedule_for_run`:
+a warm-up of at least 5/Δ steps). ``vary`` (``--vary NAME=V1,V2,...``) turns
+the study into a sweep of Δ and of that schedule (:mod:`minigrad.sweep`).
+Each (arm, seed) run has
 its own folder ``OUT/runs/<arm>-seed<k>/``; a rerun with the same ``OUT``
 reuses the finished runs and resumes an unfinished one from its checkpoint,
 so an interrupted study costs only the unfinished steps. The study writes
@@ -182,7 +185,7 @@ class ReproduceConfig:
         digits = self.dataset == "digits"
         if self.seeds > MAX_SEEDS:
             raise ReproduceError(f"seeds: expected at most {MAX_SEEDS} seeds per arm, got {self.seeds}")
-        if self.quick:  # evaluations every 5 steps: Batch Renorm's r/d ramp ends near step 18 of 60
+        if self.quick:  # evaluations every 5 steps (at Δ = 0.01 the 5/Δ-step warm-up of Batch Renorm fills all 60)
             steps, eval_every, probe = 60, 5, 300
         elif digits:
             steps, eval_every, probe = 2000, 100, 2000

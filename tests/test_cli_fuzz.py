@@ -42,7 +42,7 @@ TRAIN_CHOICES = {
     "--optimizer": ["sgd", "rmsprop", "adam"],
     "--sampler": ["iid", "noniid", "halfsplit"],
     "--lr-schedule": ["constant", "cosine", "step"],
-    "--renorm-warmup-rule": ["proportional", "time-constants"],
+    "--renorm-warmup-rule": ["proportional", "time-constants", "linear"],  # the last one is refused
 }
 TRAIN_SWITCHES = ("--download", "--resume", "--sync-bn", "--eval-batch-stats", "--allow-changed")
 REPRODUCE_NUMERIC = ("--train-subset", "--seeds", "--seed", "--labels-per-batch", "--steps", "--eval-every",

@@ -109,8 +109,12 @@ def test_arms_differ_only_in_normalization_and_sampler():
     reference = configs[("bn-iid", 0)]
     assert reference["model"] == "digits_gap_cnn" and reference["steps"] == 2000
     allowed = set(ARM_FIELDS) | {"out", "extra", "seed"}
+    schedule = {"renorm_warmup_rule": "time-constants", "r_max_final": 3.0, "d_max_final": 5.0}  # what brn implies
     for (name, seed), config in configs.items():
         different = {key for key in config if config[key] != reference[key]}
+        if config["norm"] == "brn":
+            assert {key: config[key] for key in schedule} == schedule, name
+            different -= set(schedule)
         assert different <= allowed, (name, different - allowed)
         assert config["seed"] == seed and config["extra"]["arm"] == name
         assert config["out"].endswith(f"runs/{name}-seed{seed}")
@@ -127,7 +131,7 @@ def test_arms_differ_only_in_normalization_and_sampler():
              ("bn-noniid1", "brn-noniid1"): batch_stats}  # fmt: skip
     for (bn, brn), also in pairs.items():
         different = {k for k in by_arm[bn] if by_arm[bn][k] != by_arm[brn][k]}
-        assert different == {"norm", "out", "extra"} | also, (bn, brn)
+        assert different == {"norm", "out", "extra", *schedule} | also, (bn, brn)
 
 
 def test_labels_per_batch_sets_the_group_size_and_must_divide_the_batch():
