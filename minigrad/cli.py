@@ -425,6 +425,9 @@ def _run_command(argv: Sequence[str] | None) -> int:
         if args.command == "reproduce" and args.study == "recurrent":
             from minigrad.studies.recurrent import run_from_args
 
+            if args.vary:
+                raise ConfigError("vary: the sweep runs the arms of --study paper; the recurrent study has no sweep")
+
             return run_from_args(args)
         if args.command == "reproduce":
             from minigrad.reproduce import ReproduceConfig, reproduce

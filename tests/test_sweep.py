@@ -129,6 +129,46 @@ def test_parse_vary_order_and_folders_do_not_depend_on_the_order_given():
     assert combination_folder({}) == "not-varied"
 
 
+@given(
+    momenta=st.lists(st.floats(0, 1), min_size=1, max_size=4, unique=True),
+    ramps=st.lists(st.integers(0, 10**6), min_size=1, max_size=4, unique=True),
+    rules=st.lists(st.sampled_from(S.WARMUP_RULES), min_size=1, max_size=2, unique=True),
+)
+def test_every_combination_has_its_own_folder_and_the_text_parses_back(momenta, ramps, rules):
+    from minigrad.sweep import combination_folder, combinations, parse_vary, value_text
+
+    given = (("renorm-warmup-rule", rules), ("renorm-ramp", ramps), ("norm-momentum", momenta))
+    items = [f"{name}={','.join(map(value_text, values))}" for name, values in given]
+    vary = parse_vary(items)
+    assert vary == {"norm-momentum": tuple(momenta), "renorm-ramp": tuple(ramps), "renorm-warmup-rule": tuple(rules)}
+    grid = combinations(vary, list(vary))
+    assert len(grid) == len(momenta) * len(ramps) * len(rules)
+    folders = [combination_folder(values) for values in grid]
+    assert len(set(folders)) == len(folders) and all("/" not in f and " " not in f for f in folders)
+    for values, folder in zip(grid, folders):  # the folder names its values, and parses back to them
+        assert parse_vary(folder.split("_")) == {name: (value,) for name, value in values.items()}
+
+
+def test_sweep_figure_marks_defaults_on_the_axis_and_draws_one_line_per_series():
+    pytest.importorskip("matplotlib")
+    from minigrad import plots
+
+    values = [0.003, 0.01, 0.1]
+    series = {"brn-iid": [(v, [0.5 + v, 0.6 + v]) for v in values], "bn-iid (does not apply)": [(v, [0.4]) for v in values]}
+    ticks = {0.01: "0.01 [default]", 0.1: "0.1"}
+    figure = plots.sweep_figure(series, values, ticks, xlabel="Δ", title="t", references=["bn-iid (does not apply)"])
+    (ax,) = figure.axes
+    assert plots.count_lines(figure) == [2] and ax.get_xscale() == "log"
+    labels = [label.get_text() for label in ax.get_xticklabels()]
+    assert labels == ["0.003", "0.01\n[default]", "0.1"]
+    solid, dashed = ax.get_lines()
+    assert solid.get_linestyle() == "-" and dashed.get_linestyle() == "--"
+    assert list(solid.get_ydata()) == pytest.approx([100 * (0.55 + v) for v in values])
+    rules = plots.sweep_figure({"brn": [("proportional", [0.3]), ("time-constants", [0.4])]},
+                               ["proportional", "time-constants"], {}, xlabel="rule", title="t")  # fmt: skip
+    assert rules.axes[0].get_xscale() == "linear" and list(rules.axes[0].get_lines()[0].get_xdata()) == [0.0, 1.0]
+
+
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
     from minigrad.cli import main
 
@@ -181,6 +221,14 @@ def test_schedule_names_without_a_batch_renorm_arm_are_refused(tmp_path, capsys)
                           "--out", str(out))  # fmt: skip
     assert status == 2
     assert err.startswith("minigrad reproduce: error: --vary: renorm-ramp change only Batch Renorm's schedule")
+    assert not out.exists()
+
+
+def test_vary_with_the_recurrent_study_is_refused(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    status, _, err = _run(capsys, "reproduce", "--study", "recurrent", "--vary", "norm-momentum=0.1", "--out", str(out))
+    assert status == 2
+    assert err.startswith("minigrad reproduce: error: --vary: the sweep runs the arms of --study paper")
     assert not out.exists()
 
 
