@@ -403,9 +403,9 @@ def add_at(out: Array, key: Any, values: Array) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """``backend.Generator``, ``backend.default_generator`` and ``backend.manual_seed``: now in :mod:`minigrad.random`."""
+    """``backend.Generator``, ``default_generator`` and ``manual_seed``, which :mod:`minigrad.random` defines."""
     if name in ("Generator", "default_generator", "manual_seed"):
-        from minigrad import random  # the one import from this layer up: an old import path kept working
+        from minigrad import random  # the one import from this layer up, deferred: random imports the backend
 
         return getattr(random, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -95,3 +95,14 @@ def test_the_random_numbers_keep_their_old_names_in_the_backend():
     assert B.default_generator is mg.random.default_generator and B.manual_seed is mg.manual_seed
     with pytest.raises(AttributeError, match="no attribute 'Generatr'"):
         B.Generatr  # noqa: B018
+
+
+def test_add_at_sums_repeated_indices_in_place_and_names_a_library_without_one(backend):
+    out = B.from_numpy(np.zeros(3))
+    rows, values = B.from_numpy(np.array([0, 2, 0])), B.from_numpy(np.array([1.0, 2.0, 3.0]))
+    if not B.has_add_at(out):
+        with pytest.raises(TypeError, match=f"add_at: {B.library_of(out)} arrays have no scatter-add"):
+            B.add_at(out, rows, values)
+        return
+    B.add_at(out, rows, values)
+    np.testing.assert_array_equal(B.to_numpy(out), [4.0, 0.0, 2.0])
