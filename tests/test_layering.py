@@ -1,7 +1,8 @@
 """The package's structure, guarded: who may import what, and what a normalization step costs.
 
 * Only ``minigrad/backend.py`` imports an array library (numpy, cupy,
-  array_api_compat, array_api_strict); everything else goes through it.
+  array_api_compat, array_api_strict); everything else goes through it, and
+  only ``minigrad/random.py`` takes a device library's own module from it.
 * The package's import graph (module-level imports) has no cycle.
 * Every module belongs to one layer of ``docs/architecture.md``, and imports
   (anywhere in a module) run downwards but for one listed exception; imports
@@ -221,6 +222,16 @@ def test_only_the_backend_imports_an_array_library():
         if imported & ARRAY_LIBRARIES and name != "minigrad.backend":
             offenders[name] = sorted(imported & ARRAY_LIBRARIES)
     assert offenders == {}
+
+
+def test_only_the_random_numbers_reach_a_device_library_through_the_backend():
+    """``backend.import_library`` hands out a library module itself; outside the backend only random.py uses it."""
+    callers = set()
+    for name, path in all_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "import_library" and name != "minigrad.backend":
+                callers.add(name)
+    assert callers == {"minigrad.random"}
 
 
 def test_the_import_graph_has_no_cycle():
