@@ -19,10 +19,8 @@ from minigrad import (
 from minigrad.backend import (
     BackendUnavailableError,
     DeviceMismatchError,
-    Generator,
     active_backend,
     cuda_available,
-    manual_seed,
     use_backend,
     using_backend,
 )
@@ -54,6 +52,7 @@ from minigrad.ops import (
     tanh,
     unsqueeze,
 )
+from minigrad.random import Generator, manual_seed
 from minigrad.tensor import Function, Tensor, is_grad_enabled, no_grad, sum_to, tensor_method
 
 __version__ = "0.1.0"

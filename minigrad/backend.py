@@ -13,10 +13,10 @@ code then runs on three libraries:
   more. The test suite runs on it so that a NumPy-only habit fails on the CPU
   before it can fail on a GPU.
 
-What the standard lacks lives here as named functions with one implementation
-per library and a portable one that runs everywhere: :func:`scatter_add`,
-random numbers (:class:`Generator`), host transfers. Tests check that every
-fast path equals its portable twin.
+What the standard lacks and needs a library's own function lives here, each a
+fast path beside a portable version in the module that uses it: host
+transfers, strided views (:func:`as_strided`), in-place scatter-add
+(:func:`add_at`). Random numbers are in :mod:`minigrad.random`.
 
 NumPy is also minigrad's *host* library: data decoding, index shuffles,
 checkpoints and finite differences run on the CPU whatever the backend. Other
@@ -29,7 +29,6 @@ Devices are named by strings: ``"cpu"`` (NumPy), ``"cuda:N"`` (CuPy) and
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,7 +58,7 @@ class DeviceMismatchError(ValueError):
 # ----------------------------------------------------------------------------
 
 
-def _import_library(name: str):
+def import_library(name: str):
     """Import the array library `name`, with an error that says how to get it."""
     if name == "numpy":
         return np
@@ -109,7 +108,7 @@ def use_backend(name: str) -> None:
     saying which and how to install it.
     """
     global _active_name
-    _import_library(name)
+    import_library(name)
     _active_name = name
 
 
@@ -132,7 +131,7 @@ def using_backend(name: str) -> Iterator[None]:
 def cuda_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
     try:
-        _import_library("cupy")
+        import_library("cupy")
     except BackendUnavailableError:
         return False
     return True
@@ -182,11 +181,11 @@ def namespace_of_library(name: str):
 
         return xp
     if name == "cupy":
-        _import_library("cupy")
+        import_library("cupy")
         import array_api_compat.cupy as xp
 
         return xp
-    return _import_library(name)
+    return import_library(name)
 
 
 def device_of(array: Array) -> str:
@@ -257,7 +256,7 @@ def from_numpy(array: np.ndarray, library: str | None = None, device_index: int 
     library = library or _active_name
     if library == "numpy":
         return np.asarray(array)
-    lib = _import_library(library)
+    lib = import_library(library)
     if library == "cupy":
         with lib.cuda.Device(device_index):
             return lib.asarray(array)
@@ -333,7 +332,7 @@ def as_strided(array: Array, shape: Sequence[int], strides: Sequence[int]) -> Ar
     if library == "numpy":
         return np.lib.stride_tricks.as_strided(array, shape=tuple(shape), strides=tuple(strides))
     if library == "cupy":
-        return _import_library("cupy").lib.stride_tricks.as_strided(array, shape=tuple(shape), strides=tuple(strides))
+        return import_library("cupy").lib.stride_tricks.as_strided(array, shape=tuple(shape), strides=tuple(strides))
     raise TypeError(f"as_strided: {library} arrays have no strided views; use the portable version")
 
 
@@ -377,141 +376,36 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------
-# Named functions the standard lacks
+# In-place scatter-add, which the standard lacks
 # ----------------------------------------------------------------------------
 
 
-def _has_array_index(key: tuple) -> bool:
-    return any(is_array(k) and not isinstance(k, (bool, int)) for k in key)
+def has_add_at(array: Array) -> bool:
+    """True when `array`'s library has its own scatter-add (NumPy, CuPy): see :func:`add_at`."""
+    return library_of(array) in ("numpy", "cupy")
 
 
-def scatter_add(shape: Sequence[int], key: Any, values: Array) -> Array:
-    """Zeros of `shape` (values' dtype and device) with ``out[key] += values``, repeated indices summed.
+def add_at(out: Array, key: Any, values: Array) -> None:
+    """``out[key] += values`` in place, repeated indices summed: ``np.add.at`` or ``cupyx.scatter_add``.
 
-    This is the backward of indexing. Basic keys (ints, slices) select each
-    element at most once and use plain assignment; keys with integer arrays can
-    repeat an element and need a true scatter-add: ``np.add.at`` on NumPy,
-    ``cupyx.scatter_add`` on CuPy, :func:`scatter_add_portable` elsewhere.
+    A fast path: callers check :func:`has_add_at` and keep a portable version
+    for the other libraries (:mod:`minigrad.ops.scatter`).
     """
-    xp = namespace(values)
-    key_tuple = key if isinstance(key, tuple) else (key,)
-    out = xp.zeros(tuple(shape), dtype=values.dtype, device=array_api_compat.device(values))
-    if not _has_array_index(key_tuple):
-        out[key] = values
-        return out
-    library = library_of(values)
+    library = library_of(out)
     if library == "numpy":
         np.add.at(out, key, values)
-        return out
-    if library == "cupy":
+    elif library == "cupy":
         import cupyx
 
         cupyx.scatter_add(out, key, values)
-        return out
-    return scatter_add_portable(shape, key, values)
+    else:
+        raise TypeError(f"add_at: {library} arrays have no scatter-add; use the portable version")
 
 
-def scatter_add_portable(shape: Sequence[int], key: Any, values: Array) -> Array:
-    """:func:`scatter_add` in the array API standard alone, for any library.
+def __getattr__(name: str) -> Any:
+    """``backend.Generator``, ``default_generator`` and ``manual_seed``, which :mod:`minigrad.random` defines."""
+    if name in ("Generator", "default_generator", "manual_seed"):
+        from minigrad import random  # the one import from this layer up, deferred: random imports the backend
 
-    Index a grid of flat positions with `key` to learn which element each
-    value lands on, then sum through a one-hot matrix product. Memory grows
-    as (number of values) x (number of elements): fine for tests, slow for
-    large arrays, which is why the libraries' own scatter-adds are preferred.
-    """
-    xp = namespace(values)
-    device = array_api_compat.device(values)
-    size = math.prod(shape)
-    positions = xp.reshape(xp.arange(size, device=device), tuple(shape))[key]
-    flat_positions = xp.reshape(positions, (-1,))
-    flat_values = xp.reshape(xp.broadcast_to(values, positions.shape), (1, -1))
-    one_hot = xp.astype(flat_positions[:, None] == xp.arange(size, device=device)[None, :], values.dtype)
-    return xp.reshape(flat_values @ one_hot, tuple(shape))
-
-
-def scatter_add_rows(num_rows: int, indices: Array, values: Array) -> Array:
-    """Zeros of shape ``(num_rows, *values.shape[1:])`` with ``out[indices[k]] += values[k]`` for every k.
-
-    The backward of ``take`` along axis 0. On NumPy and CuPy the general
-    :func:`scatter_add`; elsewhere a one-hot matrix of shape (num_rows, k)
-    times the values flattened to (k, rest), which stays within the standard.
-    """
-    if library_of(values) in ("numpy", "cupy"):
-        return scatter_add((num_rows,) + tuple(values.shape[1:]), indices, values)
-    return scatter_add_rows_portable(num_rows, indices, values)
-
-
-def scatter_add_rows_portable(num_rows: int, indices: Array, values: Array) -> Array:
-    """:func:`scatter_add_rows` in the array API standard alone."""
-    xp = namespace(values)
-    rows = xp.arange(num_rows, device=array_api_compat.device(values))
-    one_hot = xp.astype(rows[:, None] == indices[None, :], values.dtype)
-    flat = xp.reshape(values, (values.shape[0], -1))
-    return xp.reshape(one_hot @ flat, (num_rows,) + tuple(values.shape[1:]))
-
-
-class Generator:
-    """A seeded random-number generator that makes arrays on any backend.
-
-    NumPy's PCG64 draws on the host for NumPy and array-api-strict, so both give
-    the same numbers for the same seed; CuPy draws on the GPU with its own
-    generator. The state can be saved and restored (checkpoints).
-    """
-
-    def __init__(self, seed: int | None = None) -> None:
-        self._host = np.random.default_rng(seed)
-        self._seed = seed
-        self._cupy = None
-
-    def _device_rng(self):
-        if self._cupy is None:
-            cupy = _import_library("cupy")
-            self._cupy = cupy.random.default_rng(self._host.integers(2**63))
-        return self._cupy
-
-    def _draw(self, kind: str, shape: Sequence[int], dtype: Any, library: str | None) -> Array:
-        """Samples of distribution `kind` ("standard_normal" or "random") drawn where `library` wants them."""
-        library = library or _active_name
-        name = dtype_name(dtype)
-        if library == "cupy":
-            return getattr(self._device_rng(), kind)(tuple(shape), dtype=name)
-        return from_numpy(getattr(self._host, kind)(tuple(shape)).astype(name), library)
-
-    def normal(self, shape: Sequence[int], dtype: Any = "float32", library: str | None = None) -> Array:
-        """Standard normal samples of `shape` and `dtype` on `library` (default: active)."""
-        return self._draw("standard_normal", shape, dtype, library)
-
-    def uniform(self, shape: Sequence[int], dtype: Any = "float32", library: str | None = None) -> Array:
-        """Samples uniform on [0, 1) of `shape` and `dtype` on `library` (default: active)."""
-        return self._draw("random", shape, dtype, library)
-
-    @property
-    def host(self) -> np.random.Generator:
-        """The host NumPy generator (for index shuffles and other host-side draws)."""
-        return self._host
-
-    def get_state(self) -> dict:
-        """The generator's state as plain Python data (JSON-serialisable)."""
-        if self._cupy is not None:
-            raise NotImplementedError("saving the state of a CuPy-side generator is not supported yet")
-        return self._host.bit_generator.state
-
-    def set_state(self, state: dict) -> None:
-        """Restore a state returned by :meth:`get_state`."""
-        self._host.bit_generator.state = state
-        self._cupy = None
-
-
-_default_generator = Generator(0)
-
-
-def default_generator() -> Generator:
-    """The generator used where no generator is passed (seed it with :func:`manual_seed`)."""
-    return _default_generator
-
-
-def manual_seed(seed: int) -> Generator:
-    """Reseed the default generator and return it."""
-    global _default_generator
-    _default_generator = Generator(seed)
-    return _default_generator
+        return getattr(random, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

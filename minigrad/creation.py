@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from minigrad import backend, validate
+from minigrad.random import Generator, default_generator
 from minigrad.tensor import DEFAULT_FLOAT, Tensor
 
 __all__ = ["arange", "full", "ones", "ones_like", "rand", "randn", "zeros", "zeros_like"]
@@ -70,20 +71,20 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
 
 
 def _random(
-    owner: str, kind: str, shape: tuple[Any, ...], generator: backend.Generator | None, dtype: Any, requires_grad: bool
+    owner: str, kind: str, shape: tuple[Any, ...], generator: Generator | None, dtype: Any, requires_grad: bool
 ) -> Tensor:
     dtype = DEFAULT_FLOAT if dtype is None else dtype
     if not backend.dtype_name(dtype).startswith("float"):
         raise ValueError(f"{owner}: dtype: expected a floating dtype, got {dtype!r}")
-    draw = getattr(generator or backend.default_generator(), kind)
+    draw = getattr(generator or default_generator(), kind)
     return Tensor(draw(_shape(owner, shape), dtype), requires_grad=requires_grad, dtype=dtype)
 
 
-def randn(*shape: Any, generator: backend.Generator | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def randn(*shape: Any, generator: Generator | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples: ``mg.randn(2, 3)``; float32 unless `dtype` is given."""
     return _random("randn", "normal", shape, generator, dtype, requires_grad)
 
 
-def rand(*shape: Any, generator: backend.Generator | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def rand(*shape: Any, generator: Generator | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Samples uniform on [0, 1): ``mg.rand(2, 3)``; float32 unless `dtype` is given."""
     return _random("rand", "uniform", shape, generator, dtype, requires_grad)

@@ -15,7 +15,9 @@ node's ``backward`` once, in reverse order. Backward passes are plain array
 code and are not recorded, so minigrad has no higher-order gradients.
 
 Methods such as ``exp``, ``astype`` or ``__add__`` are attached by the op
-modules through :func:`tensor_method`, so an op is defined in one place.
+modules through :func:`tensor_method`, so an op is defined in one place; so are
+the host copies and moves (``numpy``, ``item``, ``tolist``, ``to``, ``repr``:
+:mod:`minigrad.ops.conversion`).
 
 Dtypes: floating data takes float32 unless ``dtype`` is given (``"float64"``
 for gradient checks); integer and boolean data keep their kind. float32 with
@@ -207,71 +209,12 @@ class Tensor:
         """True for tensors made by the user rather than by an op that records gradients."""
         return self.creator is None
 
-    def __len__(self) -> int:
-        if not self.shape:
-            raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
-
-    def __repr__(self) -> str:
-        grad = ", requires_grad=True" if self.requires_grad else ""
-        body = backend.host.array2string(backend.to_numpy(self.data), separator=", ", prefix="Tensor(")
-        return f"Tensor({body}, dtype={backend.dtype_name(self.dtype)}, device={self.device}{grad})"
-
     def __hash__(self) -> int:
         return id(self)
-
-    def __bool__(self) -> bool:
-        if self.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .all() or .any()")
-        return bool(self.item())
-
-    # -- conversion --------------------------------------------------------
-    def numpy(self) -> Any:
-        """A NumPy copy of the data (from any device)."""
-        return backend.to_numpy(self.data)
-
-    def item(self) -> float | int | bool:
-        """The Python number held by a one-element tensor."""
-        if self.size != 1:
-            raise ValueError(f"item(): expected a tensor with one element, got shape {self.shape}")
-        return backend.item(self.data)
-
-    def __float__(self) -> float:
-        if self.size != 1:
-            raise TypeError(f"float(): only a tensor with one element converts to a Python number, got shape {self.shape}")
-        return float(self.item())
-
-    def __int__(self) -> int:
-        if self.size != 1:
-            raise TypeError(f"int(): only a tensor with one element converts to a Python number, got shape {self.shape}")
-        return int(self.item())
-
-    def tolist(self) -> Any:
-        """The data as nested Python lists of numbers (a plain number for a 0-d tensor), from any device."""
-        return self.numpy().tolist()
-
-    def numel(self) -> int:
-        """The number of elements (PyTorch's name for :attr:`size`)."""
-        return self.size
-
-    def dim(self) -> int:
-        """The number of axes (PyTorch's name for :attr:`ndim`)."""
-        return self.ndim
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (no gradient flows through it)."""
         return Tensor._make(self.data, requires_grad=False, creator=None)
-
-    def to(self, device_or_dtype: str | Any) -> Tensor:
-        """A copy on another device ("cpu", "cuda", "cuda:N", "array_api_strict") or with another dtype.
-
-        The copy is a leaf that keeps ``requires_grad``.
-        """
-        if isinstance(device_or_dtype, str) and device_or_dtype not in backend.DTYPE_NAMES:
-            array = backend.to_device(self.data, device_or_dtype)
-        else:
-            array = backend.astype(self.data, device_or_dtype)
-        return Tensor._make(array, requires_grad=self.requires_grad, creator=None)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Switch gradient recording on (or off) for this leaf, in place; returns the tensor."""
@@ -346,7 +289,7 @@ class Tensor:
             if not retain_graph:
                 fn.release()
 
-    # Python operators and named ops are attached by minigrad.ops via tensor_method.
+    # Python operators, named ops and conversions are attached by minigrad.ops via tensor_method.
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:

@@ -1,6 +1,6 @@
 """A stand-in for CuPy over NumPy, for tests only: it proves code paths, not GPU numerics or speed.
 
-What it is for: running minigrad's ``"cupy"`` branches (``backend._import_library``,
+What it is for: running minigrad's ``"cupy"`` branches (``backend.import_library``,
 ``library_of``, ``namespace`` through ``array_api_compat.cupy``, device handling,
 ``Generator``'s device generator, ``cupyx.scatter_add``, strided views) on a machine
 without a GPU, so that the mistakes that only show on a GPU fail on the CPU:

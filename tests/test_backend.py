@@ -1,4 +1,4 @@
-"""The backend's named functions: every fast path equals its portable twin."""
+"""The backend's fast paths and the random numbers: every fast path equals its portable twin."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import backend as B
+from minigrad.ops import scatter
 from tests.strategies import arrays, shapes
 
 
@@ -19,8 +20,8 @@ def test_scatter_add_matches_the_portable_version(data, shape):
     values = data.draw(arrays((n,)))
     active_key = tuple(B.from_numpy(k) for k in key)
     active_values = B.from_numpy(values)
-    fast = B.to_numpy(B.scatter_add(shape, active_key, active_values))
-    portable = B.to_numpy(B.scatter_add_portable(shape, active_key, active_values))
+    fast = B.to_numpy(scatter.scatter_add(shape, active_key, active_values))
+    portable = B.to_numpy(scatter.scatter_add_portable(shape, active_key, active_values))
     expected = np.zeros(shape)
     np.add.at(expected, key, values)
     np.testing.assert_allclose(fast, expected, rtol=1e-12, atol=1e-12)
@@ -32,8 +33,8 @@ def test_scatter_add_rows_matches_the_portable_version(data, rows, rest):
     n = data.draw(st.integers(1, 6))
     indices = np.asarray(data.draw(st.lists(st.integers(0, rows - 1), min_size=n, max_size=n)))
     values = data.draw(arrays((n,) + rest))
-    fast = B.to_numpy(B.scatter_add_rows(rows, B.from_numpy(indices), B.from_numpy(values)))
-    portable = B.to_numpy(B.scatter_add_rows_portable(rows, B.from_numpy(indices), B.from_numpy(values)))
+    fast = B.to_numpy(scatter.scatter_add_rows(rows, B.from_numpy(indices), B.from_numpy(values)))
+    portable = B.to_numpy(scatter.scatter_add_rows_portable(rows, B.from_numpy(indices), B.from_numpy(values)))
     expected = np.zeros((rows,) + rest)
     np.add.at(expected, indices, values)
     np.testing.assert_allclose(fast, expected, rtol=1e-12, atol=1e-12)
@@ -42,7 +43,7 @@ def test_scatter_add_rows_matches_the_portable_version(data, rows, rest):
 
 def test_basic_keys_scatter_by_assignment():
     values = B.from_numpy(np.arange(4.0).reshape(2, 2))
-    out = B.to_numpy(B.scatter_add((3, 4), (slice(1, 3), slice(0, 4, 2)), values))
+    out = B.to_numpy(scatter.scatter_add((3, 4), (slice(1, 3), slice(0, 4, 2)), values))
     expected = np.zeros((3, 4))
     expected[1:3, 0:4:2] = np.arange(4.0).reshape(2, 2)
     np.testing.assert_array_equal(out, expected)
@@ -87,3 +88,21 @@ def test_device_round_trip_keeps_values_and_dtype():
 def test_host_data_with_unsupported_dtype_is_refused():
     with pytest.raises(TypeError, match="data: expected real numbers"):
         mg.Tensor(np.array(["a", "b"]))
+
+
+def test_the_random_numbers_keep_their_old_names_in_the_backend():
+    assert B.Generator is mg.random.Generator is mg.Generator
+    assert B.default_generator is mg.random.default_generator and B.manual_seed is mg.manual_seed
+    with pytest.raises(AttributeError, match="no attribute 'Generatr'"):
+        B.Generatr  # noqa: B018
+
+
+def test_add_at_sums_repeated_indices_in_place_and_names_a_library_without_one(backend):
+    out = B.from_numpy(np.zeros(3))
+    rows, values = B.from_numpy(np.array([0, 2, 0])), B.from_numpy(np.array([1.0, 2.0, 3.0]))
+    if not B.has_add_at(out):
+        with pytest.raises(TypeError, match=f"add_at: {B.library_of(out)} arrays have no scatter-add"):
+            B.add_at(out, rows, values)
+        return
+    B.add_at(out, rows, values)
+    np.testing.assert_array_equal(B.to_numpy(out), [4.0, 0.0, 2.0])

@@ -6,7 +6,7 @@ keyword that CuPy does not take can be caught on the CPU. The package's source
 is scanned (AST) for
 
 * attribute chains on the CuPy modules: ``cupy.X.Y`` and ``cupyx.Y`` where
-  ``cupy`` / ``cupyx`` come from an import or from ``backend._import_library``,
+  ``cupy`` / ``cupyx`` come from an import or from ``backend.import_library``,
   including a library variable used inside an ``if ... == "cupy":`` branch;
 * calls ``xp.NAME(...)`` on an array-API namespace, which on CuPy is
   ``array_api_compat.cupy``;
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.backends("numpy")  # a scan of the source: once is enou
 
 PACKAGE = Path(mg.__file__).parent
 CUPY_MODULES = ("cupy", "cupyx")
-# Names reached through getattr(generator, kind) in backend.Generator._draw: (chain, text that must be in backend.py)
+# Names reached through getattr(generator, kind) in random.Generator._draw: (chain, text that must be in random.py)
 DYNAMIC = (
     (("cupy", "random", "Generator", "standard_normal"), '"standard_normal"'),
     (("cupy", "random", "Generator", "random"), '"random"'),
@@ -64,7 +64,13 @@ def _chain(node: ast.expr) -> tuple[ast.expr, list[str]]:
 
 
 def _is_import_library(node: ast.expr, literal_cupy: bool) -> bool:
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_import_library"):
+    """True for a call ``import_library(...)`` (inside the backend) or ``backend.import_library(...)``."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    named = isinstance(func, ast.Name) and func.id == "import_library"
+    attribute = isinstance(func, ast.Attribute) and func.attr == "import_library"
+    if not (named or attribute):
         return False
     if not literal_cupy:
         return True
@@ -82,7 +88,7 @@ class _Scanner(ast.NodeVisitor):
         self.where = where
         self.uses: list[Use] = []
         self.cupy_names: dict[str, str] = {}  # local name -> "cupy" or "cupyx"
-        self.library_names: set[str] = set()  # names bound to _import_library(<variable>)
+        self.library_names: set[str] = set()  # names bound to import_library(<variable>)
         self.cupy_branch = 0  # depth of `if ... "cupy" ...:` bodies around the current node
 
     def visit_Import(self, node: ast.Import) -> None:
@@ -152,10 +158,10 @@ def scan() -> list[Use]:
         scanner = _Scanner(str(path.relative_to(PACKAGE.parent)))
         scanner.visit(ast.parse(path.read_text(encoding="utf-8")))
         uses.extend(scanner.uses)
-    backend_source = (PACKAGE / "backend.py").read_text(encoding="utf-8")
+    random_source = (PACKAGE / "random.py").read_text(encoding="utf-8")
     for chain, text in DYNAMIC:
-        assert text in backend_source, f"{text} no longer in backend.py: update DYNAMIC in {__file__}"
-        uses.append(Use("minigrad/backend.py (getattr)", chain, 1, ("dtype",)))
+        assert text in random_source, f"{text} no longer in random.py: update DYNAMIC in {__file__}"
+        uses.append(Use("minigrad/random.py (getattr)", chain, 1, ("dtype",)))
     return uses
 
 

@@ -1,8 +1,14 @@
 """The package's structure, guarded: who may import what, and what a normalization step costs.
 
 * Only ``minigrad/backend.py`` imports an array library (numpy, cupy,
-  array_api_compat, array_api_strict); everything else goes through it.
+  array_api_compat, array_api_strict); everything else goes through it, and
+  only ``minigrad/random.py`` takes a device library's own module from it.
 * The package's import graph (module-level imports) has no cycle.
+* Every module belongs to one layer of ``docs/architecture.md``, and imports
+  (anywhere in a module) run downwards but for one listed exception; imports
+  inside functions close no circle but the one that exception closes.
+* The core (``backend.py`` and ``tensor.py``) stays short enough to read in
+  one sitting.
 * ``minigrad/norm/`` does not import the training, reproduction or MPI code.
 * A Batch Renorm training forward checks each argument once and copies
   nothing to the host.
@@ -30,6 +36,51 @@ UPPER_LAYERS = (
     "minigrad.distributed",
     "minigrad.data",
 )
+# The layers of docs/architecture.md, lowest first: a module may import from its own layer and those below.
+LAYERS = (
+    ("array libraries", ("minigrad.backend",)),
+    (
+        "engine",
+        (
+            "minigrad.tensor",
+            "minigrad.random",
+            "minigrad.module",
+            "minigrad.validate",
+            "minigrad.creation",
+            "minigrad.gradcheck",
+        ),
+    ),
+    ("ops", ("minigrad.ops",)),
+    ("normalization", ("minigrad.norm",)),
+    (
+        "layers, optimizers, data, files",
+        ("minigrad.nn", "minigrad.optim", "minigrad.data", "minigrad.models", "minigrad.npz", "minigrad.checkpoint"),
+    ),
+    ("public names", ("minigrad",)),  # the package's __init__ alone, not its submodules
+    (
+        "running",
+        (
+            "minigrad.distributed",
+            "minigrad.train",
+            "minigrad.train_config",
+            "minigrad.resume",
+            "minigrad.runfolder",
+            "minigrad.memory",
+            "minigrad.reproduce",
+            "minigrad.plots",
+            "minigrad.studies",
+            "minigrad.cli",
+            "minigrad.__main__",
+        ),
+    ),
+)
+# The imports allowed to run upwards, each with its reason; at most one.
+UPWARD_ALLOWED = {
+    ("minigrad.backend", "minigrad.random"): "backend.Generator, backend.default_generator and backend.manual_seed, "
+    "the old names of minigrad.random's, still work (a deferred import in backend.__getattr__)",
+}
+CORE = ("backend.py", "tensor.py")
+CORE_LINE_LIMIT = 750
 
 
 def module_name(path: Path) -> str:
@@ -84,6 +135,80 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of `module`'s layer (the longest matching prefix), or None when it has none."""
+    best: tuple[int, int] | None = None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            matches = module == prefix or (prefix != "minigrad" and module.startswith(prefix + "."))
+            if matches and (best is None or len(prefix) > best[1]):
+                best = (index, len(prefix))
+    return None if best is None else best[0]
+
+
+def all_imports(path: Path, modules: set[str]) -> set[str]:
+    """The minigrad modules `path` imports anywhere (inside functions too): ``from a import b`` names a.b if a module."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom) and node.module in modules and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                names.add(full if full in modules else node.module)
+    return names
+
+
+def upward_imports(imports: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """The (importer, imported) pairs of `imports` where the imported module's layer is above the importer's."""
+    return {
+        (name, target)
+        for name, targets in imports.items()
+        for target in targets
+        if not target.startswith(name + ".") and layer_of(target) > layer_of(name)
+    }
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(name for name in all_modules() if layer_of(name) is None)
+    assert unplaced == [], f"add these modules to LAYERS here and to the table in docs/architecture.md: {unplaced}"
+
+
+def test_imports_run_downwards_but_for_the_one_listed_exception():
+    modules = all_modules()
+    imports = {name: all_imports(path, set(modules)) for name, path in modules.items()}
+    upward = upward_imports(imports)
+    assert len(UPWARD_ALLOWED) <= 1, "at most one import may run from a lower layer up"
+    assert upward == set(UPWARD_ALLOWED), (
+        f"imports from a lower layer up: {sorted(upward - set(UPWARD_ALLOWED))}; "
+        f"listed but gone: {sorted(set(UPWARD_ALLOWED) - upward)}"
+    )
+
+
+def test_deferred_imports_close_no_circle_but_through_the_listed_exception():
+    """Imports inside functions too: the only circle allowed is the one the listed upward import closes."""
+    modules = all_modules()
+    graph = {name: all_imports(path, set(modules)) - {name} for name, path in modules.items()}
+    for importer, imported in UPWARD_ALLOWED:
+        graph[importer].discard(imported)
+    assert find_cycle(graph) is None
+
+
+def test_the_upward_check_sees_an_upward_import():
+    imports = {"minigrad.tensor": {"minigrad.backend", "minigrad.nn.layers"}, "minigrad.ops.shape": {"minigrad.ops"}}
+    assert upward_imports(imports) == {("minigrad.tensor", "minigrad.nn.layers")}
+    assert layer_of("minigrad") < layer_of("minigrad.train") and layer_of("minigrad.nn") < layer_of("minigrad")
+
+
+def test_the_core_reads_in_one_sitting():
+    lines = {name: len((PACKAGE / name).read_text(encoding="utf-8").splitlines()) for name in CORE}
+    assert sum(lines.values()) <= CORE_LINE_LIMIT, (
+        f"the core {lines} has {sum(lines.values())} lines, over {CORE_LINE_LIMIT}: it should read in one sitting; "
+        "move what has a job of its own next to its users (as minigrad/random.py, ops/scatter.py and "
+        "ops/conversion.py hold random numbers, scatter-add and host conversions)"
+    )
+
+
 def test_only_the_backend_imports_an_array_library():
     offenders = {}
     for name, path in all_modules().items():
@@ -97,6 +222,16 @@ def test_only_the_backend_imports_an_array_library():
         if imported & ARRAY_LIBRARIES and name != "minigrad.backend":
             offenders[name] = sorted(imported & ARRAY_LIBRARIES)
     assert offenders == {}
+
+
+def test_only_the_random_numbers_reach_a_device_library_through_the_backend():
+    """``backend.import_library`` hands out a library module itself; outside the backend only random.py uses it."""
+    callers = set()
+    for name, path in all_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "import_library" and name != "minigrad.backend":
+                callers.add(name)
+    assert callers == {"minigrad.random"}
 
 
 def test_the_import_graph_has_no_cycle():

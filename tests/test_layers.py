@@ -73,7 +73,7 @@ def test_layers_are_reproducible_by_seed(monkeypatch):
     c = nn.Conv2d(2, 4, 3, generator=mg.Generator(8))
     np.testing.assert_array_equal(host(a.weight), host(b.weight))
     assert not np.array_equal(host(a.weight), host(c.weight))
-    monkeypatch.setattr(B, "_default_generator", B.default_generator())  # restored after the test
+    monkeypatch.setattr(mg.random, "_default_generator", mg.random.default_generator())  # restored after the test
     mg.manual_seed(5)
     d = nn.Linear(3, 3)
     mg.manual_seed(5)

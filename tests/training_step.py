@@ -42,7 +42,7 @@ class Trainer:
 def make_trainer(model_name: str = "digits", norm: str = "brn", batch_size: int = 8, seed: int = 0) -> Trainer:
     """A :class:`Trainer` on random images: DigitsCNN (1x8x8) or a narrow CifarCNN (3x32x32)."""
     rng = np.random.default_rng(seed)
-    generator = mg.backend.Generator(seed)
+    generator = mg.random.Generator(seed)
     if model_name == "digits":
         shape, model = (1, 8, 8), mg.models.DigitsCNN(norm=norm, channels=(4, 8, 8), hidden=16, generator=generator)
     else:

@@ -17,6 +17,7 @@ from minigrad import backend
 from minigrad.data.datasets import Dataset
 from minigrad.data.samplers import IIDSampler, Sampler, SequentialSampler
 from minigrad.data.transforms import Transform
+from minigrad.random import Generator
 from minigrad.tensor import Tensor
 
 np = backend.host
@@ -84,7 +85,7 @@ class DataLoader:
         self.sampler = sampler
         self.transform = transform
         self.batch_size = sampler.batch_size
-        self.augmentation_generator = backend.Generator(_augmentation_seed(seed))
+        self.augmentation_generator = Generator(_augmentation_seed(seed))
 
     def __len__(self) -> int:
         """Batches per epoch."""

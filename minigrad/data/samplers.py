@@ -12,7 +12,7 @@
 A sampler yields 1-D int64 arrays of example indices, one per batch;
 iterating it runs (the rest of) one epoch, :meth:`Sampler.batches` cycles
 epochs forever. All randomness comes from a seeded
-:class:`minigrad.backend.Generator` (its host NumPy generator), and a whole
+:class:`minigrad.random.Generator` (its host NumPy generator), and a whole
 epoch of batches is drawn when the epoch starts. The state is therefore the
 generator's state at the start of the current epoch plus the position within
 it: :meth:`Sampler.load_state_dict` redraws that epoch and carries on, so a
@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from minigrad import backend, validate
+from minigrad.random import Generator
 
 np = backend.host
 
@@ -88,7 +89,7 @@ class Sampler:
         self.num_examples = num_examples
         self.batch_size = validate.positive_int("batch_size", batch_size)
         self.seed = seed
-        self._generator = backend.Generator(seed)
+        self._generator = Generator(seed)
         self._epoch = 0
         self._position = 0
         self._batches: list[np.ndarray] | None = None
@@ -210,7 +211,7 @@ class IIDSampler(Sampler):
     Args:
         labels: the labels (only their number is used) or the number of examples.
         batch_size: examples per batch.
-        seed: seed of the sampler's :class:`~minigrad.backend.Generator`.
+        seed: seed of the sampler's :class:`~minigrad.random.Generator`.
         drop_last: drop the incomplete last batch (default, so every batch has the same size).
     """
 
@@ -251,7 +252,7 @@ class NonIIDSampler(Sampler):
             the paper's setting (default); k=B gives single-label batches.
         labels_per_batch: B/k, an alternative way to give k (give one of the two,
             or both when consistent).
-        seed: seed of the sampler's :class:`~minigrad.backend.Generator`.
+        seed: seed of the sampler's :class:`~minigrad.random.Generator`.
         num_batches: batches per epoch; default ``max(1, N // B)``.
     """
 

@@ -3,7 +3,7 @@
 Transforms work on whole batches of host (NumPy) float32 images in NCHW
 layout, before the batch is copied to the device; the loader calls them as
 ``transform(images, rng)`` with the host NumPy generator of its seeded
-:class:`minigrad.backend.Generator`, so augmentation is reproducible and its
+:class:`minigrad.random.Generator`, so augmentation is reproducible and its
 state is saved with the loader's. Augmenting on the host keeps the code in
 plain NumPy (fancy indexing for the crops), costs little next to the model's
 step, and is identical on every backend.

@@ -7,6 +7,7 @@ from typing import Any
 
 from minigrad import backend, validate
 from minigrad.distributed.communicators import Communicator
+from minigrad.random import Generator
 from minigrad.tensor import Tensor
 
 np = backend.host
@@ -92,7 +93,7 @@ class ShardedLoader:
         self.comm = comm
         self.batch_size = loader.batch_size
         if comm.size > 1:
-            loader.augmentation_generator = backend.Generator(rank_seed(seed, comm.rank))
+            loader.augmentation_generator = Generator(rank_seed(seed, comm.rank))
 
     def shard(self, indices: np.ndarray) -> np.ndarray:
         """This rank's part of the global batch `indices`."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minigrad import backend, nn, validate
+from minigrad import nn, validate
 from minigrad.module import Module
 from minigrad.nn.layers import (
     Conv2d,
@@ -29,6 +29,7 @@ from minigrad.nn.layers import (
     ReLU,
     Sequential,
 )
+from minigrad.random import Generator
 from minigrad.tensor import Tensor
 
 NORMS = ("bn", "brn", "none")
@@ -83,7 +84,7 @@ def conv_block(
     kernel_size: int = 3,
     stride: int = 1,
     dtype: Any = "float32",
-    generator: backend.Generator | None = None,
+    generator: Generator | None = None,
     **norm_kwargs: Any,
 ) -> Sequential:
     """Conv2d (``kernel_size // 2`` padding, so stride 1 keeps the image size) -> normalization -> ReLU.
@@ -150,7 +151,7 @@ class DigitsCNN(Module):
         dropout: float = 0.0,
         in_channels: int = 1,
         dtype: Any = "float32",
-        generator: backend.Generator | None = None,
+        generator: Generator | None = None,
         **norm_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -210,7 +211,7 @@ class CifarCNN(Module):
         dropout: float = 0.0,
         in_channels: int = 3,
         dtype: Any = "float32",
-        generator: backend.Generator | None = None,
+        generator: Generator | None = None,
         **norm_kwargs: Any,
     ) -> None:
         super().__init__()

@@ -23,7 +23,7 @@ pixel sums over a window of every input channel).
 
 Every function fills a tensor in place (the trailing underscore, as in
 PyTorch), keeps its dtype and device, draws from `generator` (default
-:func:`minigrad.backend.default_generator`) and returns the tensor.
+:func:`minigrad.random.default_generator`) and returns the tensor.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import math
 from collections.abc import Sequence
 
 from minigrad import backend
+from minigrad.random import Generator, default_generator
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -93,11 +94,11 @@ def _fill(tensor: Tensor, array) -> Tensor:
     return tensor
 
 
-def _generator(generator: backend.Generator | None) -> backend.Generator:
-    return generator if generator is not None else backend.default_generator()
+def _generator(generator: Generator | None) -> Generator:
+    return generator if generator is not None else default_generator()
 
 
-def uniform_(tensor: Tensor, low: float = 0.0, high: float = 1.0, generator: backend.Generator | None = None) -> Tensor:
+def uniform_(tensor: Tensor, low: float = 0.0, high: float = 1.0, generator: Generator | None = None) -> Tensor:
     """Fill `tensor` with draws uniform on [low, high)."""
     _check_tensor("uniform_", tensor)
     if not high > low:
@@ -106,7 +107,7 @@ def uniform_(tensor: Tensor, low: float = 0.0, high: float = 1.0, generator: bac
     return _fill(tensor, draws * (high - low) + low)
 
 
-def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: backend.Generator | None = None) -> Tensor:
+def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: Generator | None = None) -> Tensor:
     """Fill `tensor` with normal draws of the given mean and std."""
     _check_tensor("normal_", tensor)
     if std < 0:
@@ -145,7 +146,7 @@ def kaiming_normal_(
     a: float = 0.0,
     mode: str = "fan_in",
     nonlinearity: str = "relu",
-    generator: backend.Generator | None = None,
+    generator: Generator | None = None,
 ) -> Tensor:
     """He normal: N(0, std^2) with ``std = gain / sqrt(fan)``; gain sqrt(2) for ReLU.
 
@@ -161,7 +162,7 @@ def kaiming_uniform_(
     a: float = 0.0,
     mode: str = "fan_in",
     nonlinearity: str = "relu",
-    generator: backend.Generator | None = None,
+    generator: Generator | None = None,
 ) -> Tensor:
     """He uniform: U(-b, b) with ``b = sqrt(3) * gain / sqrt(fan)`` (the std of :func:`kaiming_normal_`)."""
     _check_tensor("kaiming_uniform_", tensor)
@@ -169,14 +170,14 @@ def kaiming_uniform_(
     return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: backend.Generator | None = None) -> Tensor:
+def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: Generator | None = None) -> Tensor:
     """Glorot normal: N(0, std^2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
     _check_tensor("xavier_normal_", tensor)
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor.shape)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
-def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: backend.Generator | None = None) -> Tensor:
+def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: Generator | None = None) -> Tensor:
     """Glorot uniform: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
     _check_tensor("xavier_uniform_", tensor)
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor.shape)

@@ -2,7 +2,7 @@
 
 Constructor arguments follow PyTorch's names so that models read the same.
 Layers with weights take ``dtype`` and a ``generator``
-(:class:`minigrad.backend.Generator`, default the global one) that draws the
+(:class:`minigrad.random.Generator`, default the global one) that draws the
 initial weights, so a model built after ``mg.manual_seed(s)`` (or from
 ``Generator(s)``) is the same every time.
 
@@ -26,6 +26,7 @@ from minigrad.nn import init
 from minigrad.ops import conv as conv_ops
 from minigrad.ops.elementwise import relu
 from minigrad.ops.shape import flatten
+from minigrad.random import Generator
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -66,7 +67,7 @@ class Linear(Module):
         out_features: int,
         bias: bool = True,
         dtype: Any = "float32",
-        generator: backend.Generator | None = None,
+        generator: Generator | None = None,
     ) -> None:
         super().__init__()
         self.in_features = validate.positive_int("in_features", in_features, owner="Linear")
@@ -98,7 +99,7 @@ class Conv2d(Module):
         padding: int | tuple[int, int] = 0,
         bias: bool = True,
         dtype: Any = "float32",
-        generator: backend.Generator | None = None,
+        generator: Generator | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = validate.positive_int("in_channels", in_channels, owner="Conv2d")
@@ -173,7 +174,7 @@ class Dropout(Module):
     Masks are drawn from `generator` (default: the global generator at call time).
     """
 
-    def __init__(self, p: float = 0.5, generator: backend.Generator | None = None) -> None:
+    def __init__(self, p: float = 0.5, generator: Generator | None = None) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p < 1:
             raise ValueError(f"Dropout: p: expected a probability in [0, 1), got {p!r}")

@@ -39,6 +39,7 @@ from minigrad.module import Module, Parameter
 from minigrad.nn import init
 from minigrad.norm.recurrent import MODES, RecurrentNorm, recurrent_norms
 from minigrad.ops import stack
+from minigrad.random import Generator
 from minigrad.tensor import Tensor
 
 __all__ = ["LSTM", "RNN", "LSTMCell", "RNNCell"]
@@ -69,7 +70,7 @@ class _Cell(Module):
         max_steps: int | None = None,
         norm_options: dict[str, Any] | None = None,
         dtype: Any = "float32",
-        generator: backend.Generator | None = None,
+        generator: Generator | None = None,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -192,7 +193,7 @@ class _Recurrent(Module):
         max_steps: int | None = None,
         norm_options: dict[str, Any] | None = None,
         dtype: Any = "float32",
-        generator: backend.Generator | None = None,
+        generator: Generator | None = None,
         **cell_options: Any,
     ) -> None:
         super().__init__()

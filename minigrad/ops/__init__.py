@@ -5,6 +5,7 @@ backward on arrays) and a public function decorated with ``@tensor_method``
 in the module of its family, then export the function here.
 """
 
+from minigrad.ops import conversion  # attaches numpy, item, tolist, to, repr
 from minigrad.ops.conv import avg_pool2d, conv2d, dropout, global_avg_pool2d, max_pool2d
 from minigrad.ops.elementwise import (
     abs,

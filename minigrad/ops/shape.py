@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from minigrad import backend, validate
+from minigrad.ops.scatter import scatter_add, scatter_add_rows
 from minigrad.tensor import Function, Tensor, check_same_device, tensor_method
 
 
@@ -42,7 +43,7 @@ class GetItem(Function):
         return x[self.key]
 
     def backward(self, grad):
-        return backend.scatter_add(self.input_shape, self.key, grad)
+        return scatter_add(self.input_shape, self.key, grad)
 
 
 class Take(Function):
@@ -57,7 +58,7 @@ class Take(Function):
     def backward(self, grad):
         xp = backend.namespace(grad)
         moved = xp.moveaxis(grad, self.axis, 0)
-        summed = backend.scatter_add_rows(self.input_shape[self.axis], self.indices, moved)
+        summed = scatter_add_rows(self.input_shape[self.axis], self.indices, moved)
         return xp.moveaxis(summed, 0, self.axis), None
 
 
