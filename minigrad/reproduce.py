@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from minigrad import distributed
+from minigrad.aggregate import RUN_METRICS, hardware, mean_std, percent
 from minigrad.checkpoint import atomic_write_text
 from minigrad.train import CHECKPOINT, CONFIG, METRICS, ConfigError, TrainConfig, train
 
@@ -496,31 +495,6 @@ def _checkpoint_step(run_dir: Path) -> int:
 # ----------------------------------------------------------------------------
 
 
-def mean_std(values: Sequence[float | None]) -> tuple[float, float, int] | None:
-    """(mean, sample standard deviation, count) of the values that are not None; None when there are none."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    std = statistics.stdev(present) if len(present) > 1 else 0.0
-    return statistics.fmean(present), std, len(present)
-
-
-_METRICS = ("test_accuracy", "best_test_accuracy", "train_accuracy_inference", "test_accuracy_batch_stats", "wall_time")
-
-
-def _hardware() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count()}  # fmt: skip
-
-
 def results_document(
     config: ReproduceConfig, arms: Sequence[Arm], runs: Sequence[dict[str, Any]], interrupted: bool
 ) -> dict[str, Any]:
@@ -530,7 +504,7 @@ def results_document(
     for arm in arms:
         arm_runs = [r for r in runs if r["arm"] == arm.name]
         summary = {}
-        for metric in _METRICS:
+        for metric in RUN_METRICS:
             stats = mean_std([r[metric] for r in arm_runs])
             summary[metric] = None if stats is None else {"mean": stats[0], "std": stats[1], "n": stats[2]}
         per_arm[arm.name] = {
@@ -550,18 +524,10 @@ def results_document(
         "base_config": json.loads(base.resolved().to_json()),
         "seeds": [config.seed + k for k in range(config.seeds)],
         "complete": not interrupted and all(len(per_arm[a.name]["runs"]) == config.seeds for a in arms),
-        "hardware": _hardware(),
+        "hardware": hardware(),
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "arms": per_arm,
     }
-
-
-def _pct(stats: dict[str, Any] | None) -> str:
-    if stats is None:
-        return "—"
-    if stats["n"] > 1:
-        return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
-    return f"{100 * stats['mean']:.1f}"
 
 
 def _gap(document: dict[str, Any], bn: str, brn: str, metric: str = "test_accuracy") -> str:
@@ -625,8 +591,8 @@ def results_markdown(document: dict[str, Any]) -> str:
         steps = sorted({r["steps"] for r in arm["runs"]})
         wall = "—" if s["wall_time"] is None else format(s["wall_time"]["mean"], ".0f")
         lines.append(
-            f"| {name} | {arm['regime']} | {_pct(s['test_accuracy'])} | {_pct(s['best_test_accuracy'])} | "
-            f"{_pct(s['train_accuracy_inference'])} | {_pct(s['test_accuracy_batch_stats'])} | "
+            f"| {name} | {arm['regime']} | {percent(s['test_accuracy'])} | {percent(s['best_test_accuracy'])} | "
+            f"{percent(s['train_accuracy_inference'])} | {percent(s['test_accuracy_batch_stats'])} | "
             f"{', '.join(map(str, steps)) or '—'} | {wall} | {arm['paper']['note']} |"
         )
     ours = "smoke test" if smoke else "ours"

@@ -32,8 +32,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from minigrad.aggregate import hardware, percent, summarize
 from minigrad.norm.schedule import (
     D_RAMP_FRACTION,
     DEFAULT_WARMUP_RULE,
@@ -45,10 +46,12 @@ from minigrad.norm.schedule import (
     WARMUP_RULES,
     renorm_schedule_for_run,
 )
-from minigrad.train_config import TrainConfig
+from minigrad.train_config import ConfigError, TrainConfig
 
-if TYPE_CHECKING:
-    from minigrad.reproduce import Arm, ReproduceConfig
+# The study's configuration and arms (minigrad.reproduce.ReproduceConfig and Arm) are used here by their
+# attributes only: minigrad.reproduce imports this module, not the other way round.
+_Study = Any
+_Arm = Any
 
 SWEEP_DIR = "sweep"  # OUT/sweep/<combination>/<arm>-seed<k>/
 NOT_VARIED = "not-varied"  # the combination folder of an arm to which no varied name applies
@@ -105,10 +108,12 @@ VARY_NAMES: dict[str, VaryName] = {
 }  # fmt: skip
 
 
-def _error(message: str) -> Exception:
-    from minigrad.reproduce import ReproduceError
+class VaryError(ConfigError):
+    """A ``--vary`` that cannot work: an unknown name, a bad or repeated value, a name that would change nothing."""
 
-    return ReproduceError(f"vary: {message}")
+
+def _error(message: str) -> VaryError:
+    return VaryError(f"vary: {message}")
 
 
 def value_text(value: Any) -> str:
@@ -153,7 +158,7 @@ def parse_vary(items: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     return {name: parsed[name] for name in VARY_NAMES if name in parsed}
 
 
-def applicable(names: Sequence[str], arm: Arm) -> list[str]:
+def applicable(names: Sequence[str], arm: _Arm) -> list[str]:
     """The varied names that change the runs of `arm` (BatchNorm has no r_max/d_max schedule)."""
     return [name for name in names if arm.overrides.get("norm") in VARY_NAMES[name].norms]
 
@@ -170,7 +175,7 @@ def combination_folder(values: Mapping[str, Any]) -> str:
     return "_".join(f"{name}={value_text(values[name])}" for name in VARY_NAMES if name in values)
 
 
-def run_configs(config: ReproduceConfig) -> list[tuple[Arm, int, TrainConfig]]:
+def run_configs(config: _Study) -> list[tuple[_Arm, int, TrainConfig]]:
     """(arm, seed, training configuration) of every run of the sweep: arms outer, then combinations, then seeds."""
     vary = parse_vary(config.vary or [])
     if not vary:
@@ -243,12 +248,10 @@ def schedule_of(config: TrainConfig) -> dict[str, int] | None:
 
 
 def results_document(
-    config: ReproduceConfig, arms: Sequence[Arm], runs: Sequence[dict[str, Any]], interrupted: bool
+    config: _Study, arms: Sequence[_Arm], runs: Sequence[dict[str, Any]], interrupted: bool
 ) -> dict[str, Any]:
     """results.json of a sweep: the options, every run with its varied values, and per arm and combination the
     mean ± std over seeds."""
-    from minigrad import reproduce as R
-
     vary = parse_vary(config.vary or [])
     base = config.base_config()
     schedules: dict[tuple[str, str], dict[str, int] | None] = {}
@@ -262,10 +265,7 @@ def results_document(
         for values in combinations(vary, names):
             folder = combination_folder(values)
             found = [r for r in runs if r["arm"] == arm.name and r.get("combination") == folder]
-            summary = {}
-            for metric in R._METRICS:
-                stats = R.mean_std([r[metric] for r in found])
-                summary[metric] = None if stats is None else {"mean": stats[0], "std": stats[1], "n": stats[2]}
+            summary = summarize(found)
             rows.append({"values": values, "combination": folder, "schedule": schedules[(arm.name, folder)],
                          "seeds": sorted(r["seed"] for r in found), "summary": summary})  # fmt: skip
             complete = complete and len(found) == config.seeds
@@ -287,7 +287,7 @@ def results_document(
         "vary": {name: list(values) for name, values in vary.items()},
         "defaults": {name: value for name, value in defaults(base.resolved()).items() if name in vary},
         "complete": complete,
-        "hardware": R._hardware(),
+        "hardware": hardware(),
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "runs": list(runs),
         "arms": per_arm,
@@ -303,13 +303,15 @@ def marked(name: str, value: Any, document: dict[str, Any]) -> str:
 
 def results_markdown(document: dict[str, Any]) -> str:
     """results.md of a sweep: a table per arm, a row per combination of the values that apply to it."""
-    from minigrad.reproduce import SMOKE_TEST, _pct
-
     base = document["base_config"]
     smoke = bool(document.get("smoke_test"))
     lines = ["# Batch Renorm sweep: smoke test (--quick), not results" if smoke else "# Batch Renorm sweep", ""]
     if smoke:
-        lines += [f"**This is a {SMOKE_TEST}.**", ""]
+        lines += [
+            "**This is a smoke test (--quick): every run stops long before it has learned what it can, so these "
+            "numbers say nothing about the settings varied; they are not results.**",
+            "",
+        ]
     varied = ", ".join(f"{name} in {{{', '.join(map(value_text, values))}}}" for name, values in document["vary"].items())
     lines += [
         f"Varied: {varied}. Data {base['dataset']}"
@@ -338,8 +340,8 @@ def results_markdown(document: dict[str, Any]) -> str:
             shown = "—" if schedule is None else (
                 f"{schedule['warmup']}, {schedule['d_max_ramp_end']}, {schedule['r_max_ramp_end']}")  # fmt: skip
             cells = [marked(n, row["values"][n], document) for n in names]
-            summary = row["summary"]
-            cells += [shown, _pct(summary["test_accuracy"]), _pct(summary["best_test_accuracy"]), str(len(row["seeds"]))]
+            final, best = percent(row["summary"]["test_accuracy"]), percent(row["summary"]["best_test_accuracy"])
+            cells += [shown, final, best, str(len(row["seeds"]))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += [f"d_max's ramp is {D_RAMP_FRACTION:.4g} of r_max's (the paper's 20k of 35k steps).", ""]

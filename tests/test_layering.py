@@ -67,6 +67,8 @@ LAYERS = (
             "minigrad.runfolder",
             "minigrad.memory",
             "minigrad.reproduce",
+            "minigrad.sweep",
+            "minigrad.aggregate",
             "minigrad.plots",
             "minigrad.studies",
             "minigrad.cli",
