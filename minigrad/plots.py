@@ -127,7 +127,8 @@ def sweep_figure(
     percent: bool = True,
     references: Sequence[str] = (),
 ) -> Any:
-    """Final accuracy against a varied value: a line per series (mean over seeds), a bar from min to max over seeds.
+    """Final accuracy against a varied value: a line per series (mean over seeds), a bar from min to max over seeds
+    (moved a little sideways per series, so that they do not hide each other).
 
     `series` maps a label to (value, accuracies of its seeds) points; `values`
     are the varied values in order and `ticks` their labels (where defaults are
@@ -143,9 +144,16 @@ def sweep_figure(
     def x(value: Any) -> float:
         return float(value) if numeric else float(list(values).index(value))
 
+    def dodged(xs: list[float], k: float) -> list[float]:
+        """`xs` moved sideways by k hundredths of the axis, so that the bars of several series stay apart."""
+        if log:
+            return [v * (max(values) / min(values)) ** (0.01 * k) for v in xs]
+        span = (max(map(x, values)) - min(map(x, values))) or 1.0
+        return [v + 0.01 * k * span for v in xs]
+
     figure, ax = plt.subplots(figsize=(6.4, 4.2 + 0.17 * len(series)), dpi=100)
     scale = 100.0 if percent else 1.0
-    for label, points in series.items():
+    for index, (label, points) in enumerate(series.items()):
         points = [(value, accuracies) for value, accuracies in points if len(accuracies)]
         if not points:
             continue
@@ -154,8 +162,8 @@ def sweep_figure(
         style = {"linestyle": "--", "marker": None} if label in references else {"marker": "o", "markersize": 3.5}
         (line,) = ax.plot(xs, means, linewidth=1.5, label=label, **style)
         if any(len(a) > 1 for _, a in points):
-            ax.vlines(xs, [scale * min(a) for _, a in points], [scale * max(a) for _, a in points],
-                      color=line.get_color(), alpha=0.5, linewidth=3)  # fmt: skip
+            ax.vlines(dodged(xs, index - (len(series) - 1) / 2), [scale * min(a) for _, a in points],
+                      [scale * max(a) for _, a in points], color=line.get_color(), alpha=0.5, linewidth=3)  # fmt: skip
     if log:
         ax.set_xscale("log")
     ax.set_xticks([x(value) for value in values])
