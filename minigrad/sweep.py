@@ -182,11 +182,12 @@ def run_configs(config: _Study) -> list[tuple[_Arm, int, TrainConfig]]:
         raise _error("no NAME=V1,V2,... given")
     base = config.base_config()
     arms = config.selected_arms()
-    if not any(applicable(list(vary), arm) for arm in arms):
-        raise _error(
-            f"{', '.join(vary)} change only Batch Renorm's schedule, and no Batch Renorm arm is selected; "
-            "add a brn-* arm to --arms"
-        )
+    for name in vary:
+        if not any(applicable([name], arm) for arm in arms):
+            raise _error(
+                f"{name} changes only Batch Renorm's schedule, and no Batch Renorm arm is selected; add a brn-* arm "
+                f"to --arms, or leave {name} out"
+            )
     planned = [(arm, values) for arm in arms for values in combinations(vary, applicable(list(vary), arm))]
     if len(planned) * config.seeds > MAX_RUNS:
         raise _error(f"{len(planned) * config.seeds} runs is more than {MAX_RUNS}; vary fewer names or values")

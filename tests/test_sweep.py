@@ -215,12 +215,14 @@ def test_bad_vary_is_one_line_naming_vary_and_the_name(tmp_path, capsys, vary, n
     assert not out.exists()
 
 
-def test_schedule_names_without_a_batch_renorm_arm_are_refused(tmp_path, capsys):
+@pytest.mark.parametrize("also", [[], ["--vary", "norm-momentum=0.1,0.3"]])
+def test_schedule_names_without_a_batch_renorm_arm_are_refused(tmp_path, capsys, also):
     out = tmp_path / "sweep"
-    status, _, err = _run(capsys, "reproduce", "--quick", "--arms", "bn-iid", "--vary", "renorm-ramp=1,2",
-                          "--out", str(out))  # fmt: skip
+    status, _, err = _run(capsys, "reproduce", "--quick", "--arms", "bn-iid,bn-micro", "--vary", "renorm-ramp=1,2",
+                          *also, "--out", str(out))  # fmt: skip
     assert status == 2
-    assert err.startswith("minigrad reproduce: error: --vary: renorm-ramp change only Batch Renorm's schedule")
+    assert err.startswith("minigrad reproduce: error: --vary: renorm-ramp changes only Batch Renorm's schedule")
+    assert "leave renorm-ramp out" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
 
