@@ -179,6 +179,45 @@ def sweep_figure(
     return figure
 
 
+def heatmap_figure(
+    cells: Sequence[Sequence[Sequence[float]]],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    ylabel: str,
+    xlabel: str,
+    title: str,
+) -> Any:
+    """A grid of final accuracies for two varied names: colour the mean over seeds, text "mean ± std" (in %).
+
+    ``cells[i][j]`` holds the accuracies of the seeds at row value i and column
+    value j (an empty cell, a run not finished, is left blank).
+    """
+    plt = _pyplot()
+    means = [[100 * sum(c) / len(c) if len(c) else float("nan") for c in row] for row in cells]
+    figure, ax = plt.subplots(figsize=(1.3 * len(columns) + 2.6, 0.6 * len(rows) + 2.2), dpi=100)
+    image = ax.imshow(means, cmap="viridis", aspect="auto")
+    shown = [m for row in means for m in row if m == m]  # not NaN
+    low, high = (min(shown), max(shown)) if shown else (0.0, 1.0)
+    for i, row in enumerate(cells):
+        for j, seeds in enumerate(row):
+            if not len(seeds):
+                continue
+            mean = 100 * sum(seeds) / len(seeds)
+            spread = (sum((100 * a - mean) ** 2 for a in seeds) / (len(seeds) - 1)) ** 0.5 if len(seeds) > 1 else None
+            text = f"{mean:.1f}" + (f"\n± {spread:.1f}" if spread is not None else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if mean < (low + high) / 2 else "black")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels([c.replace(" [", "\n[") for c in columns], fontsize=7)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=ax, label="final test accuracy (%)")
+    figure.tight_layout()
+    return figure
+
+
 def count_lines(figure: Any) -> list[int]:
     """The number of plotted lines on each axes of `figure` (what the tests check against the arms)."""
     return [len(ax.get_lines()) for ax in figure.axes]

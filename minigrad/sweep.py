@@ -19,7 +19,8 @@ command skips the finished runs, and a sweep over other names or values adds
 folders without touching the existing ones. ``results.json`` keeps every
 run with its varied values; ``results.md`` has a table per arm (mean ± std
 test accuracy over seeds per combination, minigrad's and the paper's
-defaults marked) and each varied name gets a figure ``sweep_<name>.png``.
+defaults marked) and each varied name gets a figure ``sweep_<name>.png``
+(with two names, also a heat map ``sweep_heatmap_<arm>.png`` per arm).
 """
 
 from __future__ import annotations
@@ -357,7 +358,8 @@ def results_markdown(document: dict[str, Any]) -> str:
 def write_figures(out: Path, document: dict[str, Any], smoke_test: bool = False) -> dict[str, Any]:
     """One PNG per varied name, ``sweep_<name>.png``: final test accuracy against the value, a line per arm (and per
     combination of the other varied names), the spread over seeds as a bar from min to max; defaults marked on
-    the axis. An arm the name does not apply to is a flat line: the same runs at every value."""
+    the axis. An arm the name does not apply to is a flat line: the same runs at every value. With two varied
+    names, also a heat map ``sweep_heatmap_<arm>.png`` per arm that both apply to."""
     from minigrad import plots
 
     mark = " (smoke test, not results)" if smoke_test else ""
@@ -387,4 +389,19 @@ def write_figures(out: Path, document: dict[str, Any], smoke_test: bool = False)
         path = out / f"sweep_{name}.png"
         info[path.name] = {"vary": name, "series": list(series), "lines": plots.count_lines(figure), "title": title}
         plots.save(figure, path)
+    if len(document["vary"]) == 2:  # and a heat map per arm that both names apply to
+        (first, first_values), (second, second_values) = document["vary"].items()
+        for arm_name, arm in document["arms"].items():
+            if arm["varied"] != [first, second]:
+                continue
+            by_values = {(row["values"][first], row["values"][second]): row["combination"] for row in arm["combinations"]}
+            cells = [[[r["test_accuracy"] for r in runs if r["arm"] == arm_name and r["combination"] == by_values[(a, b)]]
+                      for b in second_values] for a in first_values]  # fmt: skip
+            title = f"{arm_name}: final test accuracy, mean ± std over seeds{mark}"
+            figure = plots.heatmap_figure(cells, [marked(first, v, document) for v in first_values],
+                                          [marked(second, v, document) for v in second_values],
+                                          ylabel=first, xlabel=second, title=title)  # fmt: skip
+            path = out / f"sweep_heatmap_{arm_name}.png"
+            info[path.name] = {"vary": [first, second], "arm": arm_name, "title": title}
+            plots.save(figure, path)
     return info

@@ -169,6 +169,16 @@ def test_sweep_figure_marks_defaults_on_the_axis_and_draws_one_line_per_series()
     assert rules.axes[0].get_xscale() == "linear" and list(rules.axes[0].get_lines()[0].get_xdata()) == [0.0, 1.0]
 
 
+def test_heatmap_shows_mean_and_spread_per_cell_and_leaves_missing_cells_blank():
+    pytest.importorskip("matplotlib")
+    from minigrad import plots
+
+    cells = [[[0.5, 0.7], [0.9]], [[], [0.2, 0.2, 0.2]]]
+    figure = plots.heatmap_figure(cells, ["0.01 [default]", "0.1"], ["a", "b"], ylabel="Δ", xlabel="rule", title="t")
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert texts == ["60.0\n± 14.1", "90.0", "20.0\n± 0.0"]
+
+
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
     from minigrad.cli import main
 
@@ -320,10 +330,12 @@ def test_sweep_writes_a_figure_per_varied_name(sweep_study):
     import json
 
     info = json.loads((sweep_study / "figures.json").read_text())
-    assert set(info) == {"sweep_norm-momentum.png", "sweep_renorm-warmup.png"}
+    assert set(info) == {"sweep_norm-momentum.png", "sweep_renorm-warmup.png", "sweep_heatmap_brn-iid.png"}
     for name, meta in info.items():
         assert (sweep_study / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "smoke test" in meta["title"]
+    assert info["sweep_heatmap_brn-iid.png"] == {"vary": ["norm-momentum", "renorm-warmup"], "arm": "brn-iid",
+                                                 "title": info["sweep_heatmap_brn-iid.png"]["title"]}  # fmt: skip
     assert info["sweep_norm-momentum.png"]["lines"] == [3]  # bn-iid, and brn-iid at each warm-up
     assert info["sweep_renorm-warmup.png"]["lines"] == [4]  # bn-iid (flat) and brn-iid, at each norm momentum
     assert info["sweep_renorm-warmup.png"]["series"][0].endswith("(renorm-warmup does not apply)")
