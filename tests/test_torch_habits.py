@@ -39,6 +39,28 @@ def test_tolist_numel_dim_match_numpy(shape, data):
     assert t.numel() == x.size and t.dim() == x.ndim
 
 
+@given(shape=shapes(min_dims=0), data=st.data())
+def test_size_is_numpys_count_and_pytorchs_method(shape, data):
+    t = leaf(data.draw(arrays(shape)), requires_grad=False)
+    count = int(np.prod(shape))
+    assert t.size == count and isinstance(t.size, int) and f"{t.size}" == str(count)  # NumPy's meaning
+    assert t.size() == shape and isinstance(t.size(), tuple)  # PyTorch's meaning
+    if shape:
+        dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+        assert t.size(dim) == shape[dim] and t.size(dim=dim) == shape[dim]
+
+
+def test_size_of_a_dim_the_tensor_lacks_names_dim():
+    x = tensor(np.zeros((2, 3)))
+    for error in (IndexError, ValueError):  # PyTorch raises IndexError; minigrad's axis checks ValueError
+        with pytest.raises(error, match=r"size: dim: expected an axis in \[-2, 1\], got 2"):
+            x.size(2)
+    with pytest.raises(IndexError, match="size: dim: a 0-d tensor has no axes"):
+        tensor(1.0).size(0)
+    with pytest.raises(TypeError, match="size: dim: expected an int, got float"):
+        x.size(1.0)
+
+
 # ----------------------------------------------------------------------------
 # abs and leaky_relu: values and gradients
 # ----------------------------------------------------------------------------
