@@ -244,6 +244,50 @@ def test_activation_layers_compute_their_function(data, shape):
     assert mg.gradcheck(model, [leaf(x)])
 
 
+def _torch_softplus(x, beta=1.0, threshold=20.0):
+    """PyTorch's documented formula: log(1 + e^(beta x)) / beta, and x where beta x > threshold."""
+    return np.where(beta * x > threshold, x, np.logaddexp(0.0, beta * x) / beta)
+
+
+@given(data=st.data(), shape=shapes(min_dims=0), beta=st.floats(0.25, 4.0), threshold=st.floats(-5, 25))
+def test_softplus_and_logsigmoid_by_pytorchs_names(data, shape, beta, threshold):
+    x = data.draw(arrays(shape, -30.0, 30.0))
+    F = mg.nn.functional
+    np.testing.assert_allclose(host(F.softplus(leaf(x))), _torch_softplus(x), rtol=1e-12)
+    np.testing.assert_allclose(host(mg.nn.Softplus()(leaf(x))), _torch_softplus(x), rtol=1e-12)
+    expected = _torch_softplus(x, beta, threshold)
+    np.testing.assert_allclose(host(F.softplus(leaf(x), beta=beta, threshold=threshold)), expected, rtol=1e-12)
+    np.testing.assert_allclose(host(mg.nn.Softplus(beta, threshold)(leaf(x))), expected, rtol=1e-12)
+    exact = np.logaddexp(0.0, beta * x) / beta
+    np.testing.assert_allclose(host(F.softplus(leaf(x), beta, threshold=None)), exact, rtol=1e-12)
+    np.testing.assert_allclose(host(leaf(x).softplus(beta)), exact, rtol=1e-12)  # the op's default: exact
+    for log_sigmoid in (F.logsigmoid, F.log_sigmoid, mg.nn.LogSigmoid(), lambda t: t.log_sigmoid()):
+        np.testing.assert_allclose(host(log_sigmoid(leaf(x))), -np.logaddexp(0.0, -x), rtol=1e-12)
+
+
+@given(shape=shapes(min_dims=1, max_dims=3), keepdim=st.booleans(), data=st.data())
+def test_logsumexp_by_pytorchs_names(shape, keepdim, data):
+    x = data.draw(arrays(shape))
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    expected = np.log(np.exp(x).sum(axis=dim, keepdims=keepdim))
+    np.testing.assert_allclose(host(leaf(x).logsumexp(dim, keepdim=keepdim)), expected, rtol=1e-12)
+    np.testing.assert_allclose(host(mg.logsumexp(leaf(x), dim=dim, keepdim=keepdim)), expected, rtol=1e-12)
+    assert mg.gradcheck(lambda t: t.logsumexp(dim=dim, keepdim=keepdim), [leaf(x)])
+
+
+def test_softplus_settings_errors_name_the_argument():
+    x = tensor([1.0])
+    with pytest.raises(ValueError, match="softplus: beta: expected a finite number > 0, got 0"):
+        mg.nn.functional.softplus(x, beta=0)
+    with pytest.raises(ValueError, match="Softplus: threshold: expected None or a finite number, got nan"):
+        mg.nn.Softplus(threshold=float("nan"))
+    with pytest.raises(ValueError, match="Softplus: beta: expected a finite number > 0, got '1'"):
+        mg.nn.Softplus(beta="1")
+    with pytest.raises(TypeError, match="logsumexp: pass axis or dim"):
+        x.logsumexp(0, dim=0)
+    assert repr(mg.nn.Softplus(2)) == "Softplus(beta=2.0, threshold=20.0)"
+
+
 def test_softmax_layers_need_a_dim():
     with pytest.raises(TypeError, match=r"Softmax: dim: expected the axis to normalise over, e\.g\. Softmax\(dim=1\)"):
         mg.nn.Softmax()
