@@ -398,7 +398,7 @@ def test_load_state_dict_argument_errors():
 
 
 # ----------------------------------------------------------------------------
-# SGD's default learning rate
+# Optimizers' default learning rates
 # ----------------------------------------------------------------------------
 
 
@@ -409,6 +409,33 @@ def test_sgd_default_learning_rate_is_pytorchs():
     p.grad = B.asarray(np.array([10.0, -10.0]))
     opt.step()
     np.testing.assert_allclose(p.numpy(), [1.0 - 1e-2, 2.0 + 1e-2])
+
+
+def _one_step(opt_class, grad):
+    p = mg.nn.Parameter(np.array([1.0, 2.0]), dtype="float64")
+    opt = opt_class([p])
+    p.grad = B.asarray(np.asarray(grad))
+    opt.step()
+    return opt, p.numpy()
+
+
+def test_adam_and_rmsprop_default_learning_rates_are_pytorchs():
+    opt, p = _one_step(mg.optim.Adam, [10.0, -10.0])
+    assert opt.lr == 1e-3
+    np.testing.assert_allclose(p, [1.0 - 1e-3, 2.0 + 1e-3])  # Adam's first step moves by lr times sign(grad)
+    for rmsprop, alpha in ((mg.optim.RMSProp, 0.9), (mg.optim.RMSprop, 0.99)):
+        opt, p = _one_step(rmsprop, [10.0, -10.0])
+        assert (opt.lr, opt.alpha) == (0.01, alpha)
+        step = 0.01 * 10.0 / (np.sqrt(1 - alpha) * 10.0 + 1e-8)  # v = (1 - alpha) g^2 after one step
+        np.testing.assert_allclose(p, [1.0 - step, 2.0 + step])
+
+
+def test_rmsprop_under_pytorchs_spelling_has_pytorchs_defaults():
+    assert issubclass(mg.optim.RMSprop, mg.optim.RMSProp)
+    p = mg.nn.Parameter(np.array([1.0]))
+    assert repr(mg.optim.RMSprop([p])).startswith("RMSprop(lr=0.01, alpha=0.99, eps=1e-08, momentum=0.0")
+    with pytest.raises(ValueError, match=r"RMSprop: alpha: expected a number in \[0, 1\)"):
+        mg.optim.RMSprop([p], alpha=1.0)
 
 
 # ----------------------------------------------------------------------------
