@@ -16,8 +16,8 @@ code and are not recorded, so minigrad has no higher-order gradients.
 
 Methods such as ``exp``, ``astype`` or ``__add__`` are attached by the op
 modules through :func:`tensor_method`, so an op is defined in one place; so are
-the host copies and moves (``numpy``, ``item``, ``tolist``, ``to``, ``repr``:
-:mod:`minigrad.ops.conversion`).
+the host copies and moves and the sizes (``numpy``, ``item``, ``tolist``, ``to``, ``repr``,
+``size``, ``numel``: :mod:`minigrad.ops.conversion`).
 
 Dtypes: floating data takes float32 unless ``dtype`` is given (``"float64"``
 for gradient checks); integer and boolean data keep their kind. float32 with
@@ -188,13 +188,6 @@ class Tensor:
     @property
     def ndim(self) -> int:
         return self.data.ndim
-
-    @property
-    def size(self) -> int:
-        size = 1
-        for n in self.shape:
-            size *= n
-        return size
 
     @property
     def dtype(self) -> Any:

@@ -41,6 +41,8 @@ UNARY = {
     "sqrt": (mg.sqrt, 0.2),
     "tanh": (mg.tanh, -3.0),
     "sigmoid": (mg.sigmoid, -3.0),
+    "softplus": (mg.ops.softplus, -3.0),
+    "log_sigmoid": (mg.ops.log_sigmoid, -3.0),
     "relu": (mg.relu, -3.0),
     "pow_scalar": (lambda x: x**3, -3.0),
     "pow_fraction": (lambda x: x**1.5, 0.2),
@@ -60,12 +62,21 @@ def test_unary_op_gradients(name, data, shape):
     assert mg.gradcheck(fn, [leaf(x)])
 
 
+@given(data=st.data(), shape=shapes(min_dims=0), beta=st.floats(0.25, 4.0), threshold=st.none() | st.floats(-5, 5))
+def test_softplus_with_beta_and_threshold_gradients(data, shape, beta, threshold):
+    x = data.draw(arrays(shape))
+    if threshold is not None:  # the switch to x is a (tiny) jump: no difference step straddles it
+        assume(np.min(np.abs(beta * x - threshold), initial=1.0) > 1e-3)
+    assert mg.gradcheck(lambda t: mg.ops.softplus(t, beta, threshold), [leaf(x)])
+    assert mg.gradcheck(lambda t: mg.nn.functional.softplus(t, beta=beta, threshold=threshold), [leaf(x)])
+
+
 @given(data=st.data(), shape=shapes(min_dims=1), keepdims=st.booleans())
 def test_reduction_gradients(data, shape, keepdims):
     x = data.draw(arrays(shape))
     assume(np.min(np.diff(np.sort(x, axis=None)), initial=1.0) > 1e-3)  # max: no ties within the difference step
     axis = data.draw(st.none() | st.sampled_from(range(-len(shape), len(shape))))
-    for reduce in (mg.ops.sum, mg.ops.mean, mg.ops.max):
+    for reduce in (mg.ops.sum, mg.ops.mean, mg.ops.max, mg.logsumexp):
         assert mg.gradcheck(lambda t, reduce=reduce: reduce(t, axis=axis, keepdims=keepdims), [leaf(x)])
 
 

@@ -39,6 +39,28 @@ def test_tolist_numel_dim_match_numpy(shape, data):
     assert t.numel() == x.size and t.dim() == x.ndim
 
 
+@given(shape=shapes(min_dims=0), data=st.data())
+def test_size_is_numpys_count_and_pytorchs_method(shape, data):
+    t = leaf(data.draw(arrays(shape)), requires_grad=False)
+    count = int(np.prod(shape))
+    assert t.size == count and isinstance(t.size, int) and f"{t.size}" == str(count)  # NumPy's meaning
+    assert t.size() == shape and isinstance(t.size(), tuple)  # PyTorch's meaning
+    if shape:
+        dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+        assert t.size(dim) == shape[dim] and t.size(dim=dim) == shape[dim]
+
+
+def test_size_of_a_dim_the_tensor_lacks_names_dim():
+    x = tensor(np.zeros((2, 3)))
+    for error in (IndexError, ValueError):  # PyTorch raises IndexError; minigrad's axis checks ValueError
+        with pytest.raises(error, match=r"size: dim: expected an axis in \[-2, 1\], got 2"):
+            x.size(2)
+    with pytest.raises(IndexError, match="size: dim: a 0-d tensor has no axes"):
+        tensor(1.0).size(0)
+    with pytest.raises(TypeError, match="size: dim: expected an int, got float"):
+        x.size(1.0)
+
+
 # ----------------------------------------------------------------------------
 # abs and leaky_relu: values and gradients
 # ----------------------------------------------------------------------------
@@ -222,6 +244,50 @@ def test_activation_layers_compute_their_function(data, shape):
     assert mg.gradcheck(model, [leaf(x)])
 
 
+def _torch_softplus(x, beta=1.0, threshold=20.0):
+    """PyTorch's documented formula: log(1 + e^(beta x)) / beta, and x where beta x > threshold."""
+    return np.where(beta * x > threshold, x, np.logaddexp(0.0, beta * x) / beta)
+
+
+@given(data=st.data(), shape=shapes(min_dims=0), beta=st.floats(0.25, 4.0), threshold=st.floats(-5, 25))
+def test_softplus_and_logsigmoid_by_pytorchs_names(data, shape, beta, threshold):
+    x = data.draw(arrays(shape, -30.0, 30.0))
+    F = mg.nn.functional
+    np.testing.assert_allclose(host(F.softplus(leaf(x))), _torch_softplus(x), rtol=1e-12)
+    np.testing.assert_allclose(host(mg.nn.Softplus()(leaf(x))), _torch_softplus(x), rtol=1e-12)
+    expected = _torch_softplus(x, beta, threshold)
+    np.testing.assert_allclose(host(F.softplus(leaf(x), beta=beta, threshold=threshold)), expected, rtol=1e-12)
+    np.testing.assert_allclose(host(mg.nn.Softplus(beta, threshold)(leaf(x))), expected, rtol=1e-12)
+    exact = np.logaddexp(0.0, beta * x) / beta
+    np.testing.assert_allclose(host(F.softplus(leaf(x), beta, threshold=None)), exact, rtol=1e-12)
+    np.testing.assert_allclose(host(leaf(x).softplus(beta)), exact, rtol=1e-12)  # the op's default: exact
+    for log_sigmoid in (F.logsigmoid, F.log_sigmoid, mg.nn.LogSigmoid(), lambda t: t.log_sigmoid()):
+        np.testing.assert_allclose(host(log_sigmoid(leaf(x))), -np.logaddexp(0.0, -x), rtol=1e-12)
+
+
+@given(shape=shapes(min_dims=1, max_dims=3), keepdim=st.booleans(), data=st.data())
+def test_logsumexp_by_pytorchs_names(shape, keepdim, data):
+    x = data.draw(arrays(shape))
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    expected = np.log(np.exp(x).sum(axis=dim, keepdims=keepdim))
+    np.testing.assert_allclose(host(leaf(x).logsumexp(dim, keepdim=keepdim)), expected, rtol=1e-12)
+    np.testing.assert_allclose(host(mg.logsumexp(leaf(x), dim=dim, keepdim=keepdim)), expected, rtol=1e-12)
+    assert mg.gradcheck(lambda t: t.logsumexp(dim=dim, keepdim=keepdim), [leaf(x)])
+
+
+def test_softplus_settings_errors_name_the_argument():
+    x = tensor([1.0])
+    with pytest.raises(ValueError, match="softplus: beta: expected a finite number > 0, got 0"):
+        mg.nn.functional.softplus(x, beta=0)
+    with pytest.raises(ValueError, match="Softplus: threshold: expected None or a finite number, got nan"):
+        mg.nn.Softplus(threshold=float("nan"))
+    with pytest.raises(ValueError, match="Softplus: beta: expected a finite number > 0, got '1'"):
+        mg.nn.Softplus(beta="1")
+    with pytest.raises(TypeError, match="logsumexp: pass axis or dim"):
+        x.logsumexp(0, dim=0)
+    assert repr(mg.nn.Softplus(2)) == "Softplus(beta=2.0, threshold=20.0)"
+
+
 def test_softmax_layers_need_a_dim():
     with pytest.raises(TypeError, match=r"Softmax: dim: expected the axis to normalise over, e\.g\. Softmax\(dim=1\)"):
         mg.nn.Softmax()
@@ -332,7 +398,7 @@ def test_load_state_dict_argument_errors():
 
 
 # ----------------------------------------------------------------------------
-# SGD's default learning rate
+# Optimizers' default learning rates
 # ----------------------------------------------------------------------------
 
 
@@ -343,6 +409,33 @@ def test_sgd_default_learning_rate_is_pytorchs():
     p.grad = B.asarray(np.array([10.0, -10.0]))
     opt.step()
     np.testing.assert_allclose(p.numpy(), [1.0 - 1e-2, 2.0 + 1e-2])
+
+
+def _one_step(opt_class, grad):
+    p = mg.nn.Parameter(np.array([1.0, 2.0]), dtype="float64")
+    opt = opt_class([p])
+    p.grad = B.asarray(np.asarray(grad))
+    opt.step()
+    return opt, p.numpy()
+
+
+def test_adam_and_rmsprop_default_learning_rates_are_pytorchs():
+    opt, p = _one_step(mg.optim.Adam, [10.0, -10.0])
+    assert opt.lr == 1e-3
+    np.testing.assert_allclose(p, [1.0 - 1e-3, 2.0 + 1e-3])  # Adam's first step moves by lr times sign(grad)
+    for rmsprop, alpha in ((mg.optim.RMSProp, 0.9), (mg.optim.RMSprop, 0.99)):
+        opt, p = _one_step(rmsprop, [10.0, -10.0])
+        assert (opt.lr, opt.alpha) == (0.01, alpha)
+        step = 0.01 * 10.0 / (np.sqrt(1 - alpha) * 10.0 + 1e-8)  # v = (1 - alpha) g^2 after one step
+        np.testing.assert_allclose(p, [1.0 - step, 2.0 + step])
+
+
+def test_rmsprop_under_pytorchs_spelling_has_pytorchs_defaults():
+    assert issubclass(mg.optim.RMSprop, mg.optim.RMSProp)
+    p = mg.nn.Parameter(np.array([1.0]))
+    assert repr(mg.optim.RMSprop([p])).startswith("RMSprop(lr=0.01, alpha=0.99, eps=1e-08, momentum=0.0")
+    with pytest.raises(ValueError, match=r"RMSprop: alpha: expected a number in \[0, 1\)"):
+        mg.optim.RMSprop([p], alpha=1.0)
 
 
 # ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ and are re-exported here.
 
 from minigrad.module import Module, Parameter
 from minigrad.nn import functional, init
-from minigrad.nn.activations import LeakyReLU, LogSoftmax, Sigmoid, Softmax, Tanh
+from minigrad.nn.activations import LeakyReLU, LogSigmoid, LogSoftmax, Sigmoid, Softmax, Softplus, Tanh
 from minigrad.nn.layers import (
     AvgPool2d,
     Conv2d,
@@ -42,7 +42,7 @@ from minigrad.norm import (
 __all__ = [
     "LSTM", "RNN", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "Conv2d",
     "CrossEntropyLoss", "Dropout", "Flatten", "GlobalAvgPool2d", "Identity", "L1Loss", "LSTMCell", "LayerNorm",
-    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter",
-    "RNNCell", "ReLU", "RenormSchedule", "Sequential", "Sigmoid", "Softmax", "Tanh", "functional", "init",
-    "renorm_schedule", "renorm_schedule_for_run", "renorm_telemetry",
+    "LeakyReLU", "Linear", "LogSigmoid", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss",
+    "Parameter", "RNNCell", "ReLU", "RenormSchedule", "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh",
+    "functional", "init", "renorm_schedule", "renorm_schedule_for_run", "renorm_telemetry",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Activation layers beside :class:`~minigrad.nn.ReLU`: Tanh, Sigmoid, LeakyReLU, Softmax, LogSoftmax.
+"""Activation layers beside :class:`~minigrad.nn.ReLU`: Tanh, Sigmoid, LogSigmoid, Softplus, LeakyReLU, Softmax, ...
 
 Each wraps the op of the same name, so ``nn.Sequential(nn.Linear(4, 8), nn.Tanh())``
 reads as it does in PyTorch. They hold no parameters.
@@ -13,7 +13,7 @@ from minigrad.module import Module
 from minigrad.ops import elementwise, loss
 from minigrad.tensor import Tensor
 
-__all__ = ["LeakyReLU", "LogSoftmax", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["LeakyReLU", "LogSigmoid", "LogSoftmax", "Sigmoid", "Softmax", "Softplus", "Tanh"]
 
 
 class Tanh(Module):
@@ -28,6 +28,31 @@ class Sigmoid(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return elementwise.sigmoid(x)
+
+
+class LogSigmoid(Module):
+    """log(sigmoid(x)) = -softplus(-x) elementwise, accurate in both tails."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return elementwise.log_sigmoid(x)
+
+
+class Softplus(Module):
+    """log(1 + e^(beta x)) / beta elementwise, x itself where beta x > threshold: PyTorch's layer and defaults.
+
+    ``threshold=None`` gives the exact value everywhere (PyTorch's switch changes it by at most
+    log(1 + e^-threshold) / beta).
+    """
+
+    def __init__(self, beta: float = 1.0, threshold: float | None = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = elementwise.softplus_settings("Softplus", beta, threshold)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return elementwise.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
 
 
 class LeakyReLU(Module):

@@ -11,8 +11,47 @@ from __future__ import annotations
 
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, validate
 from minigrad.tensor import Tensor, tensor_method
+
+
+class DimError(IndexError, ValueError):
+    """A dim the tensor does not have: an IndexError as in PyTorch, a ValueError as NumPy's AxisError also is."""
+
+
+class Size(int):
+    """A tensor's element count (NumPy's ``x.size``) that answers PyTorch's ``x.size()`` when called.
+
+    ``x.size`` is an int, so ``x.size == 1`` and ``sum(p.size for p in params)``
+    mean what they mean in NumPy; ``x.size()`` is the shape as a tuple and
+    ``x.size(dim)`` one axis's length (negative dims count from the end), as in PyTorch.
+    """
+
+    shape: tuple[int, ...]
+
+    def __new__(cls, shape: tuple[int, ...]) -> Size:
+        count = 1
+        for n in shape:
+            count *= n
+        size = super().__new__(cls, count)
+        size.shape = shape
+        return size
+
+    def __call__(self, dim: int | None = None) -> tuple[int, ...] | int:
+        if dim is None:
+            return self.shape
+        try:
+            axis = validate.axis("size", dim, len(self.shape), name="dim")
+        except ValueError as error:
+            raise DimError(str(error)) from None
+        return self.shape[axis]
+
+
+@tensor_method("size")
+@property
+def size(x: Tensor) -> Size:
+    """The number of elements, an int; call it as PyTorch does: ``x.size()`` is the shape, ``x.size(dim)`` one length."""
+    return Size(x.shape)
 
 
 @tensor_method("numpy")
@@ -74,8 +113,8 @@ def _repr(x: Tensor) -> str:
 
 @tensor_method("numel")
 def numel(x: Tensor) -> int:
-    """The number of elements (PyTorch's name for :attr:`Tensor.size`)."""
-    return x.size
+    """The number of elements (PyTorch's name for :attr:`Tensor.size`), a plain int."""
+    return int(x.size)
 
 
 @tensor_method("dim")

@@ -165,14 +165,26 @@ class Sigmoid(Function):
 
 
 class Softplus(Function):
-    """log(1 + e^x); the gradient is sigmoid(x)."""
+    """log(1 + e^(beta x)) / beta; the gradient is sigmoid(beta x). Where beta x > threshold, x itself (slope 1)."""
+
+    beta: float = 1.0
+    threshold: float | None = None
 
     def forward(self, x):
-        self.x = x
-        return _softplus(x)
+        xp = backend.namespace(x)
+        self.z = x if self.beta == 1 else x * self.beta
+        out = _softplus(self.z) if self.beta == 1 else _softplus(self.z) / self.beta
+        if self.threshold is None:
+            return out
+        self.linear = self.z > self.threshold
+        return xp.where(self.linear, x, out)
 
     def backward(self, grad):
-        return grad * _sigmoid_pair(self.x)[0]
+        slope = _sigmoid_pair(self.z)[0]
+        if self.threshold is not None:
+            xp = backend.namespace(slope)
+            slope = xp.where(self.linear, xp.ones_like(slope), slope)
+        return grad * slope
 
 
 class LogSigmoid(Function):
@@ -375,9 +387,23 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 @tensor_method("softplus")
-def softplus(x: Tensor) -> Tensor:
-    """log(1 + e^x), computed without overflow and accurately in both tails (as ``torch.nn.functional.softplus``)."""
-    return Softplus.apply(x)
+def softplus(x: Tensor, beta: float = 1.0, threshold: float | None = None) -> Tensor:
+    """log(1 + e^(beta x)) / beta, computed without overflow and accurately in both tails.
+
+    With a `threshold`, x itself where beta x > threshold, as ``torch.nn.functional.softplus``
+    (whose default 20 :func:`minigrad.nn.functional.softplus` keeps); None (here the
+    default) gives the exact value everywhere.
+    """
+    beta, threshold = softplus_settings("softplus", beta, threshold)
+    return Softplus.apply(x, beta=beta, threshold=threshold)
+
+
+def softplus_settings(owner: str, beta: Any, threshold: Any) -> tuple[float, float | None]:
+    """`beta` as a finite float > 0 and `threshold` as None or a finite float; `owner` starts the message."""
+    beta = validate.positive_number(f"{owner}: beta", beta)
+    if threshold is not None and not (validate.is_real(threshold) and math.isfinite(threshold)):
+        raise ValueError(f"{owner}: threshold: expected None or a finite number, got {threshold!r}")
+    return beta, None if threshold is None else float(threshold)
 
 
 @tensor_method("log_sigmoid")

@@ -186,8 +186,14 @@ def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa
 
 
 @tensor_method("logsumexp")
-def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """log(sum(exp(x))) over `axis` (all axes by default), stable for any finite input (no overflow)."""
+def logsumexp(
+    x: Tensor, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim: bool | None = None
+) -> Tensor:
+    """log(sum(exp(x))) over `axis` (all axes by default), stable for any finite input (no overflow).
+
+    ``dim``/``keepdim`` are accepted as PyTorch's names (``torch.logsumexp(x, dim)``).
+    """
+    axis, keepdims = torch_axis("logsumexp", axis, keepdims, dim, keepdim)
     axes = normalize_axes("logsumexp", axis, x.ndim)
     _refuse_empty("logsumexp", x, axes, axis)
     return LogSumExp.apply(x, axes=axes, keepdims=keepdims)

@@ -19,7 +19,7 @@ backend arrays and Python numbers, ready for a checkpoint file.
 from minigrad.optim.adam import Adam
 from minigrad.optim.ema import EMA
 from minigrad.optim.optimizer import Optimizer
-from minigrad.optim.rmsprop import RMSProp
+from minigrad.optim.rmsprop import RMSProp, RMSprop
 from minigrad.optim.schedules import CosineAnnealing, LRScheduler, Schedule, StepDecay, Warmup
 from minigrad.optim.sgd import SGD
 
@@ -31,6 +31,7 @@ __all__ = [
     "LRScheduler",
     "Optimizer",
     "RMSProp",
+    "RMSprop",
     "Schedule",
     "StepDecay",
     "Warmup",

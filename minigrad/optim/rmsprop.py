@@ -5,6 +5,10 @@ built on it, train with RMSProp "with decay 0.9 and epsilon 1.0" in TensorFlow,
 where epsilon sits *inside* the square root. PyTorch puts it *outside*. The two
 agree for a tiny epsilon but not for epsilon = 1.0, so the placement is an
 argument here (``eps_inside_sqrt``) rather than a silent choice.
+
+:class:`RMSprop` (PyTorch's spelling) is the same optimizer with PyTorch's
+defaults (``alpha=0.99``), so ``mg.optim.RMSprop(params)`` means what
+``torch.optim.RMSprop(params)`` means.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ class RMSProp(Optimizer):
 
     Args:
         params: the parameters to train (``model.parameters()``).
-        lr: learning rate, > 0. Required.
+        lr: learning rate, > 0. Default 0.01, PyTorch's.
         alpha: decay of the running mean of squared gradients, in [0, 1). Default 0.9, the
             value of the paper's recipe and TensorFlow's default (PyTorch defaults to 0.99).
         eps: > 0, keeps the denominator away from 0. Default 1e-8 (PyTorch's), which suits
@@ -47,7 +51,7 @@ class RMSProp(Optimizer):
             root mean square (Graves 2013).
         eps_inside_sqrt: where eps goes, see above.
 
-    Departures: from PyTorch, the default ``alpha`` (0.9, not 0.99) and the
+    Departures: from PyTorch, the default ``alpha`` (0.9, not 0.99; :class:`RMSprop` keeps 0.99) and the
     ``eps_inside_sqrt`` option; eps must be > 0 (PyTorch accepts 0). From TensorFlow 1's
     ``RMSPropOptimizer``: ``v`` starts at 0 (TF starts it at 1), and ``lr`` multiplies the
     momentum buffer at update time (TF accumulates ``lr * g / den``); the two agree while
@@ -64,7 +68,7 @@ class RMSProp(Optimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float,
+        lr: float = 0.01,
         alpha: float = 0.9,
         eps: float = 1e-8,
         momentum: float = 0.0,
@@ -90,12 +94,13 @@ class RMSProp(Optimizer):
         self.eps_inside_sqrt: bool = hyper["eps_inside_sqrt"]
 
     def _check_hyperparameters(self, hyper: dict[str, Any]) -> None:
-        hyper["alpha"] = check_real("RMSProp", "alpha", hyper["alpha"], low=0.0, high=1.0, high_open=True)
-        hyper["eps"] = check_real("RMSProp", "eps", hyper["eps"], low=0.0, low_open=True)
-        hyper["momentum"] = check_real("RMSProp", "momentum", hyper["momentum"], low=0.0, high=1.0, high_open=True)
-        hyper["weight_decay"] = check_real("RMSProp", "weight_decay", hyper["weight_decay"], low=0.0)
-        hyper["centered"] = check_bool("RMSProp", "centered", hyper["centered"])
-        hyper["eps_inside_sqrt"] = check_bool("RMSProp", "eps_inside_sqrt", hyper["eps_inside_sqrt"])
+        owner = type(self).__name__
+        hyper["alpha"] = check_real(owner, "alpha", hyper["alpha"], low=0.0, high=1.0, high_open=True)
+        hyper["eps"] = check_real(owner, "eps", hyper["eps"], low=0.0, low_open=True)
+        hyper["momentum"] = check_real(owner, "momentum", hyper["momentum"], low=0.0, high=1.0, high_open=True)
+        hyper["weight_decay"] = check_real(owner, "weight_decay", hyper["weight_decay"], low=0.0)
+        hyper["centered"] = check_bool(owner, "centered", hyper["centered"])
+        hyper["eps_inside_sqrt"] = check_bool(owner, "eps_inside_sqrt", hyper["eps_inside_sqrt"])
 
     def _update(self, param: Array, grad: Array, state: dict[str, Any]) -> Array:
         xp = backend.namespace(param)
@@ -119,3 +124,24 @@ class RMSProp(Optimizer):
             state["momentum"] = buf
             direction = buf
         return param - self.lr * direction
+
+
+class RMSprop(RMSProp):
+    """:class:`RMSProp` under PyTorch's spelling and with PyTorch's defaults: ``lr=0.01, alpha=0.99``.
+
+    Everything else (eps 1e-8 outside the square root, momentum, centering, weight
+    decay) is as in :class:`RMSProp`, whose default ``alpha`` is the paper's 0.9.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.01,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        centered: bool = False,
+        eps_inside_sqrt: bool = False,
+    ) -> None:
+        super().__init__(params, lr, alpha, eps, momentum, weight_decay, centered, eps_inside_sqrt)
