@@ -15,10 +15,11 @@ Batch Renorm follows the paper's r_max / d_max schedule shrunk to the run's
 length by minigrad's default rule (:func:`minigrad.nn.renorm_schedule_for_run`:
 a warm-up of at least 5/Δ steps). ``vary`` (``--vary NAME=V1,V2,...``) turns
 the study into a sweep of Δ and of that schedule (:mod:`minigrad.sweep`).
-Each (arm, seed) run has
-its own folder ``OUT/runs/<arm>-seed<k>/``; a rerun with the same ``OUT``
-reuses the finished runs and resumes an unfinished one from its checkpoint,
-so an interrupted study costs only the unfinished steps. The study writes
+
+Each (arm, seed) run has its own folder ``OUT/runs/<arm>-seed<k>/``; a rerun
+with the same ``OUT`` reuses the finished runs and resumes an unfinished one
+from its checkpoint, so an interrupted study costs only the unfinished steps.
+The study writes
 ``results.json`` (every run's numbers), ``results.md`` (mean ± std per arm
 beside the paper's number) and PNG figures (see :mod:`minigrad.plots`).
 """
