@@ -55,6 +55,7 @@ from minigrad.runfolder import (
     settings_of,
 )
 from minigrad.runfolder import RunFolderError as RunFolderError  # re-exported: raised by train()
+from minigrad.threads import thread_limit
 from minigrad.train_config import RESUME_MAY_CHANGE, ConfigError, TrainConfig, check_data_available
 
 np = backend.host
@@ -272,7 +273,7 @@ def train(
     if comm.is_root:
         check_data_available(config)
 
-    with backend.using_backend(config.backend):
+    with thread_limit(config.threads), backend.using_backend(config.backend):
         return _run(config, checkpoint, log if comm.is_root else None, stop_at, comm)
 
 
