@@ -7,8 +7,8 @@ its output folder:
 
 * ``config.json`` — the full configuration;
 * ``metrics.jsonl`` — one JSON line per training step (loss, batch accuracy,
-  learning rate, images/s; read from the device in batches of steps, see
-  :class:`_StepLog`) and one per evaluation (test accuracy in
+  learning rate, images/s; read from the device every :data:`READ_EVERY`
+  steps, at each evaluation and at a stop, not every step) and one per evaluation (test accuracy in
   inference mode, training accuracy in inference mode, accuracy with batch
   statistics on request, Batch Renorm clipping telemetry);
 * ``checkpoint.npz`` — model, optimizer, EMA, learning-rate schedule, sampler
