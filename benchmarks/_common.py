@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-_LIMITS: list[Any] = []  # keeps the threadpoolctl limit alive for the whole run
+_LIMITS: list[Any] = []  # the functions that undo the thread limits (held for the whole run)
 
 
 def import_torch():
@@ -40,16 +40,14 @@ def import_torch():
 
 
 def set_threads(threads: int, torch: Any) -> None:
-    """Limit NumPy's BLAS (and every other native thread pool threadpoolctl sees) and PyTorch to `threads`."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        sys.exit("threadpoolctl is needed to set the BLAS thread count: pip install threadpoolctl (scikit-learn has it)")
-    _LIMITS.append(threadpool_limits(limits=threads))
-    torch.set_num_threads(threads)
-    from minigrad.norm import fused
+    """Limit NumPy's BLAS and minigrad's normalization pool (:mod:`minigrad.threads`, as ``--threads``) and PyTorch."""
+    from minigrad.threads import limit_threads
 
-    fused.set_threads(threads)  # minigrad's own block loops in the normalization kernels
+    try:
+        _LIMITS.append(limit_threads(threads))
+    except ImportError as exc:
+        sys.exit(str(exc))
+    torch.set_num_threads(threads)
 
 
 def blas_report() -> list[dict[str, Any]]:

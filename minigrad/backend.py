@@ -400,12 +400,3 @@ def add_at(out: Array, key: Any, values: Array) -> None:
         cupyx.scatter_add(out, key, values)
     else:
         raise TypeError(f"add_at: {library} arrays have no scatter-add; use the portable version")
-
-
-def __getattr__(name: str) -> Any:
-    """``backend.Generator``, ``default_generator`` and ``manual_seed``, which :mod:`minigrad.random` defines."""
-    if name in ("Generator", "default_generator", "manual_seed"):
-        from minigrad import random  # the one import from this layer up, deferred: random imports the backend
-
-        return getattr(random, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,6 +56,17 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def add_threads_argument(group: argparse._ActionsContainer) -> None:
+    """``--threads N``, the same option for ``train`` and ``reproduce`` (see :mod:`minigrad.threads`)."""
+    group.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads for BLAS (the convolutions' matrix products) and the normalization kernels; recorded in "
+        "config.json (default: each library's own choice, recorded as null)",
+    )
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``minigrad train``; every help text states the default."""
     defaults = TrainConfig()
@@ -241,6 +252,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.backend,
         help="numpy (CPU) or cupy (NVIDIA GPU) (default: %(default)s)",
     )
+    add_threads_argument(run)
     run.add_argument(
         "--seed",
         type=_integer,
@@ -389,6 +401,7 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run = parser.add_argument_group("run")
     run.add_argument("--backend", choices=("numpy", "cupy", "array_api_strict"), default=defaults.backend)
+    add_threads_argument(run)
     run.add_argument(
         "--out", metavar="DIR", default=defaults.out, help="output folder; a rerun resumes it (default: reproduce)"
     )
@@ -424,11 +437,13 @@ def _run_command(argv: Sequence[str] | None) -> int:
             return _exit_status(result.interrupted, result.stop_signal)
         if args.command == "reproduce" and args.study == "recurrent":
             from minigrad.studies.recurrent import run_from_args
+            from minigrad.threads import thread_limit
 
             if args.vary:
                 raise ConfigError("vary: the sweep runs the arms of --study paper; the recurrent study has no sweep")
 
-            return run_from_args(args)
+            with thread_limit(args.threads):
+                return run_from_args(args)
         if args.command == "reproduce":
             from minigrad.reproduce import ReproduceConfig, reproduce
 

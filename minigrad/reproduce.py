@@ -154,6 +154,7 @@ class ReproduceConfig:
     augment: bool | None = None
     train_eval_examples: int | None = None
     backend: str = "numpy"
+    threads: int | None = None  # CPU threads of every run (minigrad.threads); None: the libraries' own choice
     seeds: int = 1
     seed: int = 0
     arms: Sequence[str] | None = None  # default: all of ARM_NAMES
@@ -211,6 +212,7 @@ class ReproduceConfig:
             eval_every=eval_every,
             train_eval_examples=self.train_eval_examples or probe,
             backend=self.backend,
+            threads=self.threads,
             seed=self.seed,
             progress=self.progress,
         )
@@ -271,7 +273,7 @@ def is_finished(run_dir: Path, steps: int) -> bool:
 
 
 # Fields that may differ between a finished run's config.json and the study's config for it.
-_MAY_DIFFER = ("out", "progress", "resume", "allow_changed", "data", "data_cache", "backend")
+_MAY_DIFFER = ("out", "progress", "resume", "allow_changed", "data", "data_cache", "backend", "threads")
 
 
 def _check_same_run(run_dir: Path, config: TrainConfig) -> None:

@@ -89,7 +89,7 @@ def _same_config(path: Path, config_json: str) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     wanted = json.loads(config_json)
-    ignore = ("out", "progress", "resume", "allow_changed", "data", "data_cache", "backend")  # where, not what
+    ignore = ("out", "progress", "resume", "allow_changed", "data", "data_cache", "backend", "threads")  # where, not what
     return isinstance(saved, dict) and all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
 
 

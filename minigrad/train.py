@@ -7,7 +7,8 @@ its output folder:
 
 * ``config.json`` — the full configuration;
 * ``metrics.jsonl`` — one JSON line per training step (loss, batch accuracy,
-  learning rate, images/s) and one per evaluation (test accuracy in
+  learning rate, images/s; read from the device every :data:`READ_EVERY`
+  steps, at each evaluation and at a stop, not every step) and one per evaluation (test accuracy in
   inference mode, training accuracy in inference mode, accuracy with batch
   statistics on request, Batch Renorm clipping telemetry);
 * ``checkpoint.npz`` — model, optimizer, EMA, learning-rate schedule, sampler
@@ -46,6 +47,7 @@ import minigrad as mg
 from minigrad import backend, distributed
 from minigrad.checkpoint import atomic_write_text, save_checkpoint
 from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL
+from minigrad.random import Generator
 from minigrad.resume import read_checkpoint, truncate_metrics
 from minigrad.runfolder import (
     CHECKPOINT,
@@ -56,6 +58,7 @@ from minigrad.runfolder import (
     settings_of,
 )
 from minigrad.runfolder import RunFolderError as RunFolderError  # re-exported: raised by train()
+from minigrad.threads import thread_limit
 from minigrad.train_config import RESUME_MAY_CHANGE, ConfigError, TrainConfig, check_data_available
 
 np = backend.host
@@ -92,7 +95,7 @@ def build_model(config: TrainConfig, in_channels: int, num_classes: int) -> mg.n
         schedule = renorm_schedule_of(config)  # the paper's 130k-step recipe, shrunk to the run
         norm_kwargs["r_max"] = config.r_max if config.r_max is not None else schedule.r_max
         norm_kwargs["d_max"] = config.d_max if config.d_max is not None else schedule.d_max
-    generator = backend.Generator(config.seed)
+    generator = Generator(config.seed)
     common = dict(norm=config.norm, num_classes=num_classes, in_channels=in_channels, generator=generator)
     if config.model == "cifar_cnn":
         return mg.models.CifarCNN(**common, **norm_kwargs)
@@ -160,22 +163,43 @@ def evaluate(
     if batch_statistics:
         for layer in _norm_layers(model):
             layer.train()
-    correct, total, loss_sum = 0, 0, 0.0
+    losses, hits, sizes = [], [], []  # per batch, on the device until the one read below
     try:
         with mg.no_grad():
             for images, labels in loader:
                 logits = model(images)
-                loss_sum += mg.cross_entropy(logits, labels).item() * labels.shape[0]
-                correct += int((logits.argmax(axis=1) == labels).numpy().sum())
-                total += labels.shape[0]
+                losses.append(mg.cross_entropy(logits, labels).data)
+                hits.append(_correct(logits, labels))
+                sizes.append(labels.shape[0])
     finally:
         if saved is not None:
             model.load_state_dict(saved)
         model.train()
+    correct, total, loss_sum = 0, sum(sizes), 0.0
+    if sizes:
+        values = _read_together(losses + hits)  # one device-to-host copy for the whole evaluation
+        loss_sum = float(np.dot(values[: len(sizes)], np.asarray(sizes, dtype=np.float64)))
+        correct = int(values[len(sizes) :].sum())
     if comm is not None and comm.size > 1:
         sums = comm.allreduce_host(np.array([correct, total, loss_sum], dtype=np.float64))
         correct, total, loss_sum = int(sums[0]), int(sums[1]), float(sums[2])
     return {"accuracy": correct / max(total, 1), "loss": loss_sum / max(total, 1), "examples": total}
+
+
+def _correct(logits: mg.Tensor, labels: mg.Tensor) -> Any:
+    """How many rows of `logits` put their maximum at the label, as a 0-d array on the device, in the logits' dtype.
+
+    The logits' floating dtype lets the count travel to the host with the losses in one copy; it holds counts exactly
+    up to 2^24 (float32), far above a batch.
+    """
+    xp = backend.namespace(logits.data)
+    return xp.sum(xp.astype(xp.argmax(logits.data, axis=1) == labels.data, logits.data.dtype))
+
+
+def _read_together(scalars: list[Any]) -> np.ndarray:
+    """0-d device arrays of one dtype as a float64 NumPy vector, in one device-to-host copy."""
+    xp = backend.namespace(*scalars)
+    return backend.to_numpy(xp.stack(scalars)).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------
@@ -231,6 +255,49 @@ class _StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         self.signal = signum
+
+
+READ_EVERY = 25  # steps between reads of the training loss and accuracy (besides evaluations and the end)
+
+
+class _StepLog:
+    """The training loss and batch accuracy of each step, kept on the device until a read boundary.
+
+    On a GPU a device-to-host copy waits for all the work queued before it, so
+    reading the loss every step would serialize every step. The loop keeps each
+    step's loss and correct count as device scalars and reads them all in one
+    copy every :data:`READ_EVERY` steps, before each evaluation and at the end
+    of the session; ``metrics.jsonl`` then receives the same one line per step
+    as if each had been read at once. A loss that turned NaN or infinite is
+    found at the next read, which names the step where it happened.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+
+    def add(self, step: int, loss: mg.Tensor, logits: mg.Tensor, labels: mg.Tensor, share: float, lr: float,
+            seconds: float) -> None:  # fmt: skip
+        """Note one step's loss and accuracy (still on the device) and its host-side numbers."""
+        self.pending.append({"step": step, "loss": loss.data, "correct": _correct(logits, labels), "share": share,
+                             "examples": labels.shape[0], "lr": lr, "seconds": seconds})  # fmt: skip
+
+    def read(self, comm: distributed.Communicator) -> list[dict[str, Any]]:
+        """The pending steps' metric records, oldest first, in one copy (and one allreduce with several ranks)."""
+        if not self.pending:
+            return []
+        pending, self.pending = self.pending, []
+        values = _read_together([p["loss"] for p in pending] + [p["correct"] for p in pending])
+        n = len(pending)
+        # this rank's weighted losses, correct counts and batch sizes; with several ranks, summed over them
+        sums = np.stack([values[:n] * [p["share"] for p in pending], values[n:], [p["examples"] for p in pending]])
+        if comm.size > 1:
+            sums = comm.allreduce_host(sums)
+        records = []
+        for p, loss_value, correct, examples in zip(pending, *sums):
+            records.append({"step": p["step"], "kind": "train", "loss": float(loss_value),
+                            "batch_accuracy": float(correct / examples), "lr": p["lr"],
+                            "images_per_sec": float(examples / max(p["seconds"], 1e-9))})  # fmt: skip
+        return records
 
 
 def _progress_bar(config: TrainConfig, start: int) -> Any:
@@ -291,7 +358,7 @@ def train(
     if comm.is_root:
         check_data_available(config)
 
-    with backend.using_backend(config.backend):
+    with thread_limit(config.threads), backend.using_backend(config.backend):
         return _run(config, checkpoint, log if comm.is_root else None, stop_at, comm)
 
 
@@ -419,6 +486,21 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
     started = time.perf_counter()
     step = start_step
     interrupted = False
+    step_log = _StepLog()
+
+    def write_step_records() -> None:
+        """Read the pending steps' metrics, write their lines, show the last on the progress bar; stop at a NaN loss."""
+        records = step_log.read(comm)
+        for record in records:
+            if not math.isfinite(record["loss"]):
+                raise _divergence(record["step"], f"the loss is {record['loss']}")
+            if metrics is not None:
+                metrics.write(json.dumps(record) + "\n")
+        if bar is not None and records:
+            last = records[-1]
+            loss_text, accuracy_text = f"{last['loss']:.3f}", f"{last['batch_accuracy']:.2f}"
+            bar.set_postfix(loss=loss_text, acc=accuracy_text, img_s=f"{last['images_per_sec']:.0f}", refresh=False)
+
     model.train()
     try:
         with stop.installed(), _writing(out, checkpoint_path):
@@ -430,35 +512,27 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
                     logits = model(images)
                     loss = mg.cross_entropy(logits, labels)
                 except ValueError as exc:  # a layer refusing non-finite running statistics, after a blow-up
+                    write_step_records()  # a loss that turned non-finite before names its own step
                     if _diverged(model):
                         raise _divergence(step + 1, "the weights or running statistics are not finite") from exc
                     raise
                 optimizer.zero_grad()
                 loss.backward()
-                examples = labels.shape[0]
-                share = examples / config.batch_size  # this rank's weight in the global batch's mean loss (1 alone)
-                correct = int((logits.argmax(axis=1) == labels).numpy().sum())
-                # one allreduce: the gradients (weighted), and the loss, accuracy and stop requests for the log
-                loss_value, correct, examples, stop_votes = distributed.average_gradients(
-                    model.parameters(), comm, share, extra=(share * loss.item(), correct, examples, stop.requested)
-                )
+                share = labels.shape[0] / config.batch_size  # this rank's weight in the global batch's mean loss
+                # one allreduce: the gradients (weighted) and the stop requests
+                (stop_votes,) = distributed.average_gradients(model.parameters(), comm, share, extra=(stop.requested,))
                 optimizer.step()
                 if ema is not None:
                     ema.update()
                 step += 1
                 scheduler.step()
-                if not math.isfinite(loss_value):
-                    raise _divergence(step, f"the loss is {loss_value}")
-                accuracy = correct / examples
-                speed = examples / max(time.perf_counter() - tick, 1e-9)
-                record = {"step": step, "kind": "train", "loss": loss_value, "batch_accuracy": accuracy,
-                          "lr": optimizer.lr, "images_per_sec": speed}  # fmt: skip
-                if metrics is not None:
-                    metrics.write(json.dumps(record) + "\n")
+                step_log.add(step, loss, logits, labels, share, optimizer.lr, time.perf_counter() - tick)
+                evaluating = step % config.eval_every == 0 or step == config.steps
+                if evaluating or step % READ_EVERY == 0:
+                    write_step_records()
                 if bar is not None:
-                    bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.2f}", img_s=f"{speed:.0f}")
                     bar.update(1)
-                if step % config.eval_every == 0 or step == config.steps:
+                if evaluating:
                     try:
                         evaluation = run_evaluation(step)
                     except ValueError as exc:
@@ -474,6 +548,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
                 # every rank must stop at the same step: with several, a Ctrl-C counts once all have voted on it
                 requested = stop.requested if comm.size == 1 else stop_votes > 0
                 if requested or (step == stop_at and step < config.steps):
+                    write_step_records()
                     interrupted = True
                     save(step)
                     break

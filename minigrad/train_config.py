@@ -21,6 +21,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL, WARMUP_RULES
+from minigrad.threads import MAX_THREADS
 
 MODELS = ("digits_cnn", "digits_gap_cnn", "cifar_cnn")
 NORMS = ("bn", "brn", "none")
@@ -63,6 +64,9 @@ class TrainConfig:
     are the limits the ramps reach (the paper's 3 and 5). :meth:`resolved`
     fills in the rule and the final limits that a Batch Renorm run uses.
     ``norm_momentum`` is the update rate Δ of the running statistics.
+    ``threads`` limits the CPU threads of BLAS and of the normalization kernels
+    for the run (:func:`minigrad.threads.thread_limit`); ``None`` leaves each
+    library its own choice, and ``config.json`` records it as ``null``.
     ``batch_size`` is the global batch: under ``mpiexec -n K`` each rank takes
     its shard of it. ``sync_bn`` makes BatchNorm normalize over the whole global
     batch instead of each rank's shard (in one process it is plain BatchNorm).
@@ -102,6 +106,7 @@ class TrainConfig:
     ema: float | None = None
     augment: bool | None = None  # default: on for CIFAR-10 (random crop and flip), off for digits
     backend: str = "numpy"
+    threads: int | None = None  # BLAS and normalization threads (minigrad.threads); None: each library's own choice
     dtype: str = "float32"
     seed: int = 0
     out: str | None = None
@@ -135,6 +140,8 @@ class TrainConfig:
         _integer("seed", config.seed, low=0, high=2**63 - 1)
         if config.train_subset is not None:
             _integer("train_subset", config.train_subset, low=1)
+        if config.threads is not None:
+            _integer("threads", config.threads, low=1, high=MAX_THREADS)
         _number("lr", config.lr, "a positive number", lambda v: v > 0)
         _number("weight_decay", config.weight_decay, "a number >= 0", lambda v: v >= 0)
         _number("norm_momentum", config.norm_momentum, "an update rate in [0, 1]", lambda v: 0 <= v <= 1)

@@ -36,7 +36,7 @@ values = st.one_of(
 TRAIN_NUMERIC = ("--train-subset", "--virtual-batch-size", "--r-max", "--d-max", "--norm-momentum", "--batch-size",
                  "--renorm-warmup", "--renorm-ramp", "--r-max-final", "--d-max-final",
                  "--examples-per-label", "--lr", "--momentum", "--weight-decay", "--warmup-steps", "--steps", "--ema",
-                 "--eval-every", "--seed")  # fmt: skip
+                 "--eval-every", "--seed", "--threads")  # fmt: skip
 TRAIN_CHOICES = {
     "--norm": ["bn", "brn", "none"],
     "--optimizer": ["sgd", "rmsprop", "adam"],
@@ -46,7 +46,7 @@ TRAIN_CHOICES = {
 }
 TRAIN_SWITCHES = ("--download", "--resume", "--sync-bn", "--eval-batch-stats", "--allow-changed")
 REPRODUCE_NUMERIC = ("--train-subset", "--seeds", "--seed", "--labels-per-batch", "--steps", "--eval-every",
-                     "--batch-size", "--lr", "--norm-momentum", "--ema", "--train-eval-examples")  # fmt: skip
+                     "--batch-size", "--lr", "--norm-momentum", "--ema", "--train-eval-examples", "--threads")  # fmt: skip
 
 
 def _train_stopping_early(config, *args, **kwargs):

@@ -165,6 +165,18 @@ def test_im2col_reads_any_memory_layout(axes, padding):
     np.testing.assert_array_equal(host(I.im2col(B.from_numpy(view), (2, 3), (1, 2), padding)), expected)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (1, 2, 5, 7), (3, 1, 3, 2)])
+@pytest.mark.parametrize("kernel", [(2, 2), (1, 2), (3, 2)])
+def test_col2im_of_tiling_windows_is_the_loop_sum(shape, kernel):
+    """Windows that tile the input (stride = kernel, no padding, odd sizes leaving a margin) reorder, not add."""
+    assert I._windows_tile(kernel, kernel, (0, 0))
+    cols_shape = tuple(I.im2col(B.from_numpy(np.zeros(shape)), kernel, kernel).shape)
+    y = B.from_numpy(np.random.default_rng(0).standard_normal(cols_shape))
+    np.testing.assert_array_equal(
+        host(I.col2im(y, shape, kernel, kernel)), host(I.col2im_portable(y, shape, kernel, kernel))
+    )
+
+
 def test_im2col_rejects_a_kernel_larger_than_the_padded_input():
     with pytest.raises(ValueError, match=r"kernel_size \(4, 1\) is larger than the padded input \(3, 3\)"):
         I.im2col(B.from_numpy(np.zeros((1, 1, 3, 3))), (4, 1))
@@ -199,6 +211,35 @@ def test_conv2d_gradients_match_finite_differences(case, use_bias, seed):
     if use_bias:
         inputs.append(tensor(rng.standard_normal(w_shape[0]), True))
     assert mg.gradcheck(lambda *a: conv2d(*a, stride=stride, padding=padding), inputs)
+
+
+@given(case=conv_cases(max_size=6), seed=st.integers(0, 100))
+def test_the_two_input_gradients_of_a_stride_1_convolution_agree(case, seed):
+    """dx as a convolution of the output gradient (the fast path) equals col2im(W.T @ g), the textbook form."""
+    from minigrad.ops import conv as C
+
+    x_shape, w_shape, _, padding = case
+    kernel = w_shape[2:]
+    assume(C.transposed_convolution_applies(kernel, (1, 1), padding))
+    rng = np.random.default_rng(seed)
+    n, _, h, w = x_shape
+    oh, ow = out_size(h, kernel[0], 1, padding[0]), out_size(w, kernel[1], 1, padding[1])
+    grad = B.from_numpy(rng.standard_normal((n, w_shape[0], oh, ow)))
+    weight_matrix = B.from_numpy(rng.standard_normal((w_shape[0], int(np.prod(w_shape[1:])))))
+    fast = C.input_grad_convolution(grad, weight_matrix, x_shape, kernel, padding)
+    g = C._from_nchw(grad)
+    textbook = C.input_grad_col2im(g, weight_matrix, x_shape, kernel, (1, 1), padding)
+    assert tuple(fast.shape) == x_shape
+    np.testing.assert_allclose(host(fast), host(textbook), rtol=1e-10, atol=1e-10)
+
+
+def test_the_convolution_form_of_dx_is_used_only_where_it_applies():
+    from minigrad.ops import conv as C
+
+    assert C.transposed_convolution_applies((3, 3), (1, 1), (1, 1))
+    assert C.transposed_convolution_applies((3, 1), (1, 1), (2, 0))
+    assert not C.transposed_convolution_applies((3, 3), (2, 1), (1, 1))  # stride 2: col2im
+    assert not C.transposed_convolution_applies((1, 3), (1, 1), (1, 1))  # padding >= kernel: col2im
 
 
 def test_conv2d_skips_gradients_nobody_needs():

@@ -160,3 +160,25 @@ def test_the_copy_counter_sees_a_host_read_in_a_step(fake):
     for _ in range(2):
         trainer.step().item()
     assert fake_cupy.copies() == 2
+
+
+@pytest.mark.parametrize("norm", ["brn", "bn"])
+def test_the_training_loop_copies_only_at_read_boundaries_on_the_device(fake, tmp_path, monkeypatch, norm):
+    """`minigrad train --backend cupy` on the stand-in: steps between boundaries make no copy, none is implicit."""
+    pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+    import json
+
+    from minigrad.train import train
+    from minigrad.train_config import TrainConfig
+
+    monkeypatch.setattr("minigrad.train.READ_EVERY", 4)
+    counts = []
+    for steps in (8, 24):
+        out = tmp_path / f"run-{steps}"
+        fake_cupy.reset()
+        train(TrainConfig(backend="cupy", norm=norm, steps=steps, eval_every=steps, progress=False, out=str(out)), log=None)
+        counts.append(fake_cupy.copies())
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, steps + 1))
+    assert counts[0] > 0  # the evaluation, the checkpoint and the boundaries read, explicitly
+    assert counts[1] - counts[0] == (24 - 8) // 4  # one copy per read boundary, none per step

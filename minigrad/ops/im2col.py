@@ -26,7 +26,9 @@ the backward of im2col. Both have a portable version (a loop over the
 kh * kw kernel offsets with strided slicing, in the array API standard
 alone) and a fast path for NumPy and CuPy: im2col reads every window through
 one strided view (``as_strided``) and copies it once; col2im adds in place
-(``+=`` on a slice) instead of building a temporary for each offset.
+(``+=`` on a slice) instead of building a temporary for each offset. When the
+windows tile the input (stride = kernel, no padding: 2x2 max pooling), no two
+column entries meet, and col2im is one reordering copy on every library.
 """
 
 from __future__ import annotations
@@ -66,8 +68,13 @@ def _padded_chwn(x: Array, ph: int, pw: int, value: float) -> Array:
     """`x` (N, C, H, W) as a (C, H + 2ph, W + 2pw, N) array with `value` in the border (a copy)."""
     xp = backend.namespace(x)
     n, c, h, w = x.shape
-    out = xp.full((c, h + 2 * ph, w + 2 * pw, n), value, dtype=x.dtype, device=backend.device(x))
+    out = xp.empty((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype, device=backend.device(x))
     out[:, ph : ph + h, pw : pw + w, :] = xp.permute_dims(x, (1, 2, 3, 0))
+    # only the border is filled: one pass over the buffer instead of two
+    out[:, :ph, :, :] = value
+    out[:, ph + h :, :, :] = value
+    out[:, ph : ph + h, :pw, :] = value
+    out[:, ph : ph + h, pw + w :, :] = value
     return out
 
 
@@ -151,9 +158,43 @@ def col2im(
     NumPy and CuPy accumulate in place; other libraries use :func:`col2im_portable`.
     The result is a view of a batch-innermost buffer (see the section comment).
     """
+    if _windows_tile(kernel_size, stride, padding):
+        return _col2im_tiles(cols, input_shape, kernel_size)
     if backend.has_strided_views(cols):
         return _col2im_loop(cols, input_shape, kernel_size, stride, padding, in_place=True)
     return col2im_portable(cols, input_shape, kernel_size, stride, padding)
+
+
+def _windows_tile(kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> bool:
+    """Whether the windows tile the input without overlap (stride = kernel, no padding): 2x2 pooling, say."""
+    return tuple(stride) == tuple(kernel_size) and tuple(padding) == (0, 0)
+
+
+def _col2im_tiles(cols: Array, input_shape: Sequence[int], kernel_size: tuple[int, int]) -> Array:
+    """col2im for windows that tile the input: no entry overlaps another, so it is a reordering, not a sum.
+
+    ``out[c, oh * kh + i, ow * kw + j, n] = cols[(c, i, j), (oh, ow, n)]``: the columns
+    reshaped to (C, kh, kw, OH, OW, N) and permuted to (C, OH, kh, OW, kw, N), one
+    copy; rows and columns past the last whole window (an odd size) stay zero.
+    """
+    xp = backend.namespace(cols)
+    n, c, h, w, oh, ow = _window_geometry(input_shape, kernel_size, kernel_size, (0, 0))
+    kh, kw = kernel_size
+    _check_columns(cols, input_shape, (c * kh * kw, oh * ow * n))
+    blocks = xp.reshape(cols, (c, kh, kw, oh, ow, n))
+    tiles = xp.reshape(xp.permute_dims(blocks, (0, 3, 1, 4, 2, 5)), (c, oh * kh, ow * kw, n))
+    if (oh * kh, ow * kw) != (h, w):
+        out = xp.zeros((c, h, w, n), dtype=cols.dtype, device=backend.device(cols))
+        out[:, : oh * kh, : ow * kw, :] = tiles
+        tiles = out
+    return xp.permute_dims(tiles, (3, 0, 1, 2))
+
+
+def _check_columns(cols: Array, input_shape: Sequence[int], expected: tuple[int, int]) -> None:
+    if tuple(cols.shape) != expected:
+        raise ValueError(
+            f"col2im: expected columns of shape {expected} for input shape {tuple(input_shape)}, got {tuple(cols.shape)}"
+        )
 
 
 def col2im_portable(
@@ -172,11 +213,7 @@ def _col2im_loop(cols: Array, input_shape, kernel_size, stride, padding, in_plac
     xp = backend.namespace(cols)
     n, c, h, w, oh, ow = _window_geometry(input_shape, kernel_size, stride, padding)
     (kh, kw), (ph, pw) = kernel_size, padding
-    if tuple(cols.shape) != (c * kh * kw, oh * ow * n):
-        raise ValueError(
-            f"col2im: expected columns of shape {(c * kh * kw, oh * ow * n)} for input shape {tuple(input_shape)}, "
-            f"got {tuple(cols.shape)}"
-        )
+    _check_columns(cols, input_shape, (c * kh * kw, oh * ow * n))
     blocks = xp.reshape(cols, (c, kh, kw, oh, ow, n))
     out = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=cols.dtype, device=backend.device(cols))
     for i, j, rows, columns in _spans(kernel_size, stride, (oh, ow)):
