@@ -20,7 +20,7 @@ from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER
 from minigrad.runfolder import RunFolderWriteError
 from minigrad.train import train
 from minigrad.train_config import (
-    DEFAULT_MOMENTUM,
+    DEFAULT_OPTIMIZER_MOMENTUM,
     LR_SCHEDULES,
     MODELS,
     NORMS,
@@ -209,7 +209,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="sgd is Nesterov momentum SGD (default: %(default)s)",
     )
     optim.add_argument("--lr", type=_number, default=defaults.lr, help="peak learning rate (default: %(default)s)")
-    optim.add_argument("--momentum", type=_number, help=f"sgd and rmsprop only; adam has none (default: {DEFAULT_MOMENTUM})")
+    optim.add_argument(
+        "--momentum", type=_number, help=f"sgd and rmsprop only; adam has none (default: {DEFAULT_OPTIMIZER_MOMENTUM})"
+    )
     optim.add_argument(
         "--weight-decay", type=_number, default=defaults.weight_decay, help="L2 weight decay (default: %(default)s)"
     )

@@ -38,6 +38,7 @@ from typing import Any
 from minigrad import distributed
 from minigrad.aggregate import RUN_METRICS, hardware, mean_std, percent
 from minigrad.checkpoint import atomic_write_text
+from minigrad.norm.layers import DEFAULT_MOMENTUM
 from minigrad.train import CHECKPOINT, CONFIG, METRICS, ConfigError, TrainConfig, train
 
 RESULTS_JSON = "results.json"
@@ -58,7 +59,7 @@ REGIMES = {
 
 MAX_SEEDS = 1000
 
-SMOKE_TEST = "smoke test (--quick): 60 steps per run, only checks that the study runs; these numbers are not results"
+SMOKE_TEST = "smoke test (--quick): short runs that only check that the study runs; these numbers are not results"
 
 
 class ReproduceError(ConfigError):
@@ -149,7 +150,7 @@ class ReproduceConfig:
     batch_size: int = 32
     labels_per_batch: int = 16
     lr: float = 0.05
-    norm_momentum: float = 0.01
+    norm_momentum: float = DEFAULT_MOMENTUM  # Δ, the layers' default
     ema: float | None = None
     augment: bool | None = None
     train_eval_examples: int | None = None
@@ -186,7 +187,7 @@ class ReproduceConfig:
         digits = self.dataset == "digits"
         if self.seeds > MAX_SEEDS:
             raise ReproduceError(f"seeds: expected at most {MAX_SEEDS} seeds per arm, got {self.seeds}")
-        if self.quick:  # evaluations every 5 steps (at Δ = 0.01 the 5/Δ-step warm-up of Batch Renorm fills all 60)
+        if self.quick:  # evaluations every 5 steps (at Δ = 0.1 the 5/Δ-step warm-up of Batch Renorm fills 50 of the 60)
             steps, eval_every, probe = 60, 5, 300
         elif digits:
             steps, eval_every, probe = 2000, 100, 2000
@@ -415,7 +416,8 @@ def reproduce(
     stop_signal = None
     trained = 0
     if say is not None and config.quick:
-        say(f"reproduce: {SMOKE_TEST}")
+        run_steps = sorted({c.steps for _, _, c in runs})
+        say(f"reproduce: {SMOKE_TEST} ({', '.join(map(str, run_steps))} steps per run)")
     try:
         for arm, seed, run_config in runs:
             run_dir = Path(run_config.out)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minigrad import backend
+from minigrad.norm.layers import DEFAULT_MOMENTUM
 from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL, WARMUP_RULES
 from minigrad.threads import MAX_THREADS
 
@@ -28,7 +29,7 @@ NORMS = ("bn", "brn", "none")
 SAMPLERS = ("iid", "noniid", "halfsplit")
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
-DEFAULT_MOMENTUM = 0.9  # of SGD (Nesterov) and RMSProp; Adam has none
+DEFAULT_OPTIMIZER_MOMENTUM = 0.9  # of SGD (Nesterov) and RMSProp; Adam has none
 
 # Settings that must match for a checkpoint to be resumed (the rest, such as
 # --steps or --eval-every, may change between the interrupted run and the resumed one).
@@ -85,7 +86,7 @@ class TrainConfig:
     examples_per_label: int = 2
     r_max: float | None = None
     d_max: float | None = None
-    norm_momentum: float = 0.01
+    norm_momentum: float = DEFAULT_MOMENTUM  # Δ: the layers' default (minigrad.norm.DEFAULT_MOMENTUM)
     renorm_warmup: int | None = None  # default: derived from steps by renorm_warmup_rule
     renorm_ramp: int | None = None  # default: the paper's ramps scaled to steps
     r_max_final: float | None = None  # default: PAPER_R_MAX_FINAL (3)
@@ -94,7 +95,7 @@ class TrainConfig:
     sync_bn: bool = False  # BatchNorm statistics over every rank's shard (mpiexec); see minigrad.distributed
     optimizer: str = "sgd"
     lr: float = 0.05
-    momentum: float | None = None  # default: DEFAULT_MOMENTUM for sgd and rmsprop; Adam takes none
+    momentum: float | None = None  # default: DEFAULT_OPTIMIZER_MOMENTUM for sgd and rmsprop; Adam takes none
     weight_decay: float = 5e-4
     lr_schedule: str = "cosine"
     warmup_steps: int = 0
@@ -152,7 +153,7 @@ class TrainConfig:
                     "nothing; leave it out, or pick optimizer=sgd or optimizer=rmsprop"
                 )
         else:
-            config.momentum = DEFAULT_MOMENTUM if config.momentum is None else config.momentum
+            config.momentum = DEFAULT_OPTIMIZER_MOMENTUM if config.momentum is None else config.momentum
             _number("momentum", config.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
         for name, low in (("r_max", 1), ("d_max", 0)):
             value = getattr(config, name)

@@ -322,8 +322,9 @@ def test_sweep_results_md_has_a_table_per_arm(sweep_study):
     assert "| norm-momentum | renorm-warmup | schedule (warm-up, d_max end, r_max end) | test (final) |" in table
     assert "| norm-momentum | schedule (warm-up, d_max end, r_max end) | test (final) |" in table
     for momentum in ("0.1", "0.3"):
+        mark = " [default]" if float(momentum) == mg.norm.DEFAULT_MOMENTUM else ""  # the value an unvaried run takes
         for warmup in ("2", "4"):
-            assert f"| {momentum} | {warmup} | {warmup}, " in table
+            assert f"| {momentum}{mark} | {warmup} | {warmup}, " in table
 
 
 def test_sweep_writes_a_figure_per_varied_name(sweep_study):

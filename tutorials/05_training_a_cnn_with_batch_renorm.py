@@ -141,11 +141,11 @@ plt.show()
 #
 # About `momentum=0.1`: Batch Renorm *uses* the moving averages while training, and the
 # paper asks for "a fairly high rate of update" so that they follow the weights rather than
-# lag behind them. 0.1 is the layers' default; `TrainConfig`'s default is 0.01, so we set it
-# explicitly in section 3 too, for both arms.
+# lag behind them. 0.1 is minigrad's default everywhere (`mg.norm.DEFAULT_MOMENTUM`: the layers,
+# `minigrad train`, `minigrad reproduce`); we name it here so that both arms visibly share it.
 
 # %%
-STEPS, LR, NORM_MOMENTUM, SEED = 1000, 0.05, 0.1, 0
+STEPS, LR, NORM_MOMENTUM, SEED = 1000, 0.05, mg.norm.DEFAULT_MOMENTUM, 0
 
 # a fresh sampler (the one above has already handed out a batch), seeded like train()'s
 sampler = mg.data.NonIIDSampler(train_set.labels, BATCH, examples_per_label=BATCH, seed=SEED)
@@ -484,12 +484,12 @@ else:
 # ```bash
 # minigrad train --dataset cifar10 --data PATH --backend cupy \
 #     --norm brn --sampler noniid --examples-per-label 32 --steps 5000 \
-#     --norm-momentum 0.1 --eval-every 500 --eval-batch-stats --out runs/cifar10-brn
+#     --eval-every 500 --eval-batch-stats --out runs/cifar10-brn
 # ```
 #
 # (`python -m minigrad train ...` is the same command.) The digits runs of section 3 are
 # `minigrad train --model digits_gap_cnn --norm bn --sampler noniid --examples-per-label 32
-# --steps 1000 --norm-momentum 0.1 --eval-every 100 --eval-batch-stats`, on the CPU.
+# --steps 1000 --eval-every 100 --eval-batch-stats`, on the CPU.
 #
 # ## Summary
 #

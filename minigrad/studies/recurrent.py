@@ -43,6 +43,7 @@ from minigrad.checkpoint import atomic_write_text
 from minigrad.module import Module
 from minigrad.nn.layers import Linear
 from minigrad.nn.recurrent import LSTM
+from minigrad.norm.layers import DEFAULT_MOMENTUM
 from minigrad.norm.recurrent import MODES, recurrent_norms
 from minigrad.norm.schedule import renorm_schedule
 from minigrad.optim import Adam
@@ -92,7 +93,7 @@ class StudyConfig:
     hidden_size: int = 32
     lr: float = 5e-3
     clip_norm: float = 1.0  # global gradient-norm clipping, the usual guard for recurrent nets
-    momentum: float = 0.1  # Δ of the moving averages
+    momentum: float = DEFAULT_MOMENTUM  # Δ of the moving averages, the layers' default
     evals: int = 5  # evaluations per run (the curves)
     test_size: int | None = None  # examples (sequences) in each test set; None: all digits, 1000 adding sequences
     progress: bool = True
