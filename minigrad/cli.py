@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from minigrad import backend, distributed
 from minigrad.backend import BackendUnavailableError
@@ -56,15 +56,39 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def add_threads_argument(group: argparse._ActionsContainer) -> None:
-    """``--threads N``, the same option for ``train`` and ``reproduce`` (see :mod:`minigrad.threads`)."""
-    group.add_argument(
-        "--threads",
-        type=_positive_int,
-        metavar="N",
-        help="CPU threads for BLAS (the convolutions' matrix products) and the normalization kernels; recorded in "
-        "config.json (default: each library's own choice, recorded as null)",
-    )
+# What each option shared by `train` and `reproduce` is: its parser and how argparse stores it, defined once.
+# Each command gives its own default and help text (the defaults of a study and of one run differ).
+SHARED_OPTIONS: dict[str, dict[str, Any]] = {
+    "--data": dict(metavar="PATH"),
+    "--data-cache": dict(metavar="FILE.npz"),
+    "--train-subset": dict(type=_positive_int, metavar="N"),
+    "--no-augment": dict(dest="augment", action="store_false"),
+    "--model": dict(choices=MODELS),
+    "--norm-momentum": dict(type=_number),
+    "--batch-size": dict(type=_positive_int),
+    "--lr": dict(type=_number),
+    "--steps": dict(type=_positive_int),
+    "--eval-every": dict(type=_positive_int),
+    "--ema": dict(type=_number, metavar="DECAY"),
+    "--backend": dict(choices=("numpy", "cupy", "array_api_strict")),
+    "--threads": dict(type=_positive_int, metavar="N"),
+    "--seed": dict(type=_integer),
+    "--no-progress": dict(dest="progress", action="store_false"),
+    "--out": dict(metavar="DIR"),
+}
+THREADS_HELP = (
+    "CPU threads for BLAS (the convolutions' matrix products) and the normalization kernels; recorded in "
+    "config.json (default: each library's own choice, recorded as null)"
+)
+
+
+_NO_DEFAULT = object()  # argparse's own default: None, or True for a store_false switch
+
+
+def add_option(group: argparse._ActionsContainer, flag: str, help: str, default: Any = _NO_DEFAULT) -> None:  # noqa: A002
+    """Add one of the SHARED_OPTIONS to `group` with this command's help text and default."""
+    defaults = {} if default is _NO_DEFAULT else {"default": default}
+    group.add_argument(flag, help=help, **defaults, **SHARED_OPTIONS[flag])
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,36 +102,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="digits: scikit-learn's 8x8 digits, offline; cifar10: see --data and --download; imagefolder: "
         "train/ and test/ folders of class folders given as --data (default: %(default)s)",
     )
-    data.add_argument(
+    add_option(
+        data,
         "--data",
-        metavar="PATH",
         default=None,
         help="CIFAR-10 python archive (cifar-10-python.tar.gz), its extracted folder, or an image "
         "folder with train/ and test/ (default: the download cache for cifar10)",
     )
-    data.add_argument(
-        "--data-cache", metavar="FILE.npz", help="keep decoded image-folder pixels here for fast reloads (default: none)"
-    )
+    add_option(data, "--data-cache", help="keep decoded image-folder pixels here for fast reloads (default: none)")
     data.add_argument(
         "--download",
         action="store_true",
         help="cifar10: download the archive (MD5-checked) into the cache when it is not there (default: off)",
     )
-    data.add_argument(
-        "--train-subset",
-        type=_positive_int,
-        metavar="N",
-        help="train on a stratified subset of N images (default: the whole training set)",
-    )
-    data.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_false",
-        default=None,
-        help="no random crop and flip (default: on for CIFAR-10, off for digits)",
-    )
+    add_option(data, "--train-subset", help="train on a stratified subset of N images (default: the whole training set)")
+    add_option(data, "--no-augment", default=None, help="no random crop and flip (default: on for CIFAR-10, off for digits)")
     model = parser.add_argument_group("model and normalization")
-    model.add_argument("--model", choices=MODELS, help="default: digits_cnn for digits, cifar_cnn otherwise")
+    add_option(model, "--model", help="default: digits_cnn for digits, cifar_cnn otherwise")
     model.add_argument(
         "--norm", choices=NORMS, default=defaults.norm, help="bn, brn (Batch Renorm) or none (default: %(default)s)"
     )
@@ -127,9 +138,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=_number,
         help="--norm brn: a fixed d_max instead of its schedule (below) (default: the schedule)",
     )
-    model.add_argument(
+    add_option(
+        model,
         "--norm-momentum",
-        type=_number,
         default=defaults.norm_momentum,
         help="update rate of the running statistics (default: %(default)s)",
     )
@@ -178,9 +189,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "rank's own shard, the paper's setting; needs --norm bn (default: off)",
     )
     batches = parser.add_argument_group("batches")
-    batches.add_argument(
+    add_option(
+        batches,
         "--batch-size",
-        type=_positive_int,
         default=defaults.batch_size,
         help="the global batch: under mpiexec -n K each rank takes its shard of it (default: %(default)s)",
     )
@@ -208,7 +219,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.optimizer,
         help="sgd is Nesterov momentum SGD (default: %(default)s)",
     )
-    optim.add_argument("--lr", type=_number, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    add_option(optim, "--lr", default=defaults.lr, help="peak learning rate (default: %(default)s)")
     optim.add_argument(
         "--momentum", type=_number, help=f"sgd and rmsprop only; adam has none (default: {DEFAULT_OPTIMIZER_MOMENTUM})"
     )
@@ -227,19 +238,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.warmup_steps,
         help="linear learning-rate warm-up over this many steps (default: %(default)s)",
     )
-    optim.add_argument(
-        "--steps", type=_positive_int, default=defaults.steps, help="training steps of the run (default: %(default)s)"
-    )
-    optim.add_argument(
-        "--ema",
-        type=_number,
-        metavar="DECAY",
-        help="evaluate an exponential moving average of the weights with this decay (default: off)",
-    )
+    add_option(optim, "--steps", default=defaults.steps, help="training steps of the run (default: %(default)s)")
+    add_option(optim, "--ema", help="evaluate an exponential moving average of the weights with this decay (default: off)")
     run = parser.add_argument_group("run")
-    run.add_argument(
+    add_option(
+        run,
         "--eval-every",
-        type=_positive_int,
         default=defaults.eval_every,
         help="steps between evaluations, each followed by a checkpoint (default: %(default)s)",
     )
@@ -248,22 +252,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also evaluate with batch statistics on test batches drawn like the training batches (default: off)",
     )
-    run.add_argument(
-        "--backend",
-        choices=("numpy", "cupy", "array_api_strict"),
-        default=defaults.backend,
-        help="numpy (CPU) or cupy (NVIDIA GPU) (default: %(default)s)",
-    )
-    add_threads_argument(run)
-    run.add_argument(
-        "--seed",
-        type=_integer,
-        default=defaults.seed,
-        help="seed of weights, batches, augmentation (default: %(default)s)",
-    )
-    run.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar (default: a progress bar)"
-    )
+    add_option(run, "--backend", default=defaults.backend, help="numpy (CPU) or cupy (NVIDIA GPU) (default: %(default)s)")
+    add_option(run, "--threads", help=THREADS_HELP)
+    add_option(run, "--seed", default=defaults.seed, help="seed of weights, batches, augmentation (default: %(default)s)")
+    add_option(run, "--no-progress", help="no progress bar (default: a progress bar)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -291,10 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_train_arguments(train_parser)
     folder = train_parser.add_argument_group("run folder")
-    folder.add_argument(
-        "--out",
-        metavar="DIR",
-        help="output folder, new or empty unless resumed (default: runs/<dataset>-<norm>-<sampler>-<time>)",
+    add_option(
+        folder, "--out", help="output folder, new or empty unless resumed (default: runs/<dataset>-<norm>-<sampler>-<time>)"
     )
     folder.add_argument(
         "--resume", action="store_true", help="continue the run saved in --out from its checkpoint (default: off)"
@@ -331,14 +321,14 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.dataset,
         help="digits (built in, offline; default) or cifar10",
     )
-    data.add_argument(
+    add_option(
+        data,
         "--data",
-        metavar="PATH",
         help="CIFAR-10: the official python archive, its folder, or an image folder / tar of one "
         "(default: the download cache)",
     )
-    data.add_argument("--data-cache", metavar="FILE.npz", help="decoded image-folder pixels (default: OUT/data-cache.npz)")
-    data.add_argument("--train-subset", type=_positive_int, metavar="N", help="train on a stratified subset of N images")
+    add_option(data, "--data-cache", help="decoded image-folder pixels (default: OUT/data-cache.npz)")
+    add_option(data, "--train-subset", help="train on a stratified subset of N images")
     study = parser.add_argument_group("study")
     study.add_argument(
         "--study",
@@ -362,7 +352,7 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: no sweep, the study itself)",
     )
     study.add_argument("--seeds", type=_positive_int, default=defaults.seeds, help="seeds per arm (default: %(default)s)")
-    study.add_argument("--seed", type=_integer, default=defaults.seed, help="first seed (default: %(default)s)")
+    add_option(study, "--seed", default=defaults.seed, help="first seed (default: %(default)s)")
     study.add_argument(
         "--labels-per-batch",
         type=_positive_int,
@@ -377,37 +367,29 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         help="a smoke test: a tiny budget (60 steps per arm) that checks the study runs; its numbers are not results",
     )
     budget = parser.add_argument_group("budget shared by every arm")
-    budget.add_argument("--steps", type=_positive_int, help="steps per run (default: 2000; 60 with --quick)")
-    budget.add_argument(
-        "--eval-every",
-        type=_positive_int,
-        help="steps between evaluations (default: 100 for digits, 250 for cifar10, 5 with --quick)",
+    add_option(budget, "--steps", help="steps per run (default: 2000; 60 with --quick)")
+    add_option(
+        budget, "--eval-every", help="steps between evaluations (default: 100 for digits, 250 for cifar10, 5 with --quick)"
     )
-    budget.add_argument(
-        "--batch-size", type=_positive_int, default=defaults.batch_size, help="batch size (default: %(default)s)"
-    )
-    budget.add_argument("--lr", type=_number, default=defaults.lr, help="peak learning rate (default: %(default)s)")
-    budget.add_argument(
+    add_option(budget, "--batch-size", default=defaults.batch_size, help="batch size (default: %(default)s)")
+    add_option(budget, "--lr", default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    add_option(
+        budget,
         "--norm-momentum",
-        type=_number,
         default=defaults.norm_momentum,
         help=f"update rate of the running statistics (default {defaults.norm_momentum})",
     )
-    budget.add_argument("--model", choices=MODELS, help="default: digits_gap_cnn for digits, cifar_cnn for cifar10")
-    budget.add_argument("--ema", type=_number, metavar="DECAY", help="evaluate an exponential moving average of the weights")
-    budget.add_argument(
-        "--no-augment", dest="augment", action="store_false", default=None, help="no crop and flip on CIFAR-10"
-    )
+    add_option(budget, "--model", help="default: digits_gap_cnn for digits, cifar_cnn for cifar10")
+    add_option(budget, "--ema", help="evaluate an exponential moving average of the weights")
+    add_option(budget, "--no-augment", default=None, help="no crop and flip on CIFAR-10")
     budget.add_argument(
         "--train-eval-examples", type=_positive_int, metavar="N", help="training images probed at each evaluation"
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--backend", choices=("numpy", "cupy", "array_api_strict"), default=defaults.backend)
-    add_threads_argument(run)
-    run.add_argument(
-        "--out", metavar="DIR", default=defaults.out, help="output folder; a rerun resumes it (default: reproduce)"
-    )
-    run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_option(run, "--backend", default=defaults.backend, help="numpy (CPU) or cupy (NVIDIA GPU) (default: %(default)s)")
+    add_option(run, "--threads", help=THREADS_HELP)
+    add_option(run, "--out", default=defaults.out, help="output folder; a rerun resumes it (default: reproduce)")
+    add_option(run, "--no-progress", help="no progress bars")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

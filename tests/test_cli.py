@@ -8,6 +8,7 @@ docs/reliability.md lists these cases beside the tests that prove them.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -516,3 +517,24 @@ def test_train_help_shows_a_default_for_every_option_and_describes_the_optimizat
     text = capsys.readouterr().out
     assert re.search(r"optimization:\s+the optimizer and its learning-rate schedule", text)
     assert "(default: 0.05)" in text and "(default: 600)" in text and "(default: cosine)" in text
+
+
+def test_options_of_both_commands_parse_alike():
+    """A flag that `train` and `reproduce` share is one option: same parser, choices, metavar and destination."""
+    from minigrad.cli import SHARED_OPTIONS, build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    def described(command: str) -> dict[str, tuple]:
+        return {
+            flag: (action.type, action.choices, action.metavar, action.dest, type(action).__name__)
+            for action in commands[command]._actions
+            for flag in action.option_strings
+        }
+
+    train, reproduce = described("train"), described("reproduce")
+    both = set(train) & set(reproduce) - {"-h", "--help", "--dataset"}  # --dataset: reproduce has no image folders
+    assert both == set(SHARED_OPTIONS), sorted(both ^ set(SHARED_OPTIONS))
+    for flag in both:
+        assert train[flag] == reproduce[flag], flag
