@@ -1,6 +1,6 @@
 """``minigrad reproduce``: the paper's BatchNorm vs Batch Renorm comparison (section 4), rerun at small scale.
 
-The study is a table of *arms*. Every arm trains the same model with the same
+The study is a table of *arms* (:mod:`minigrad.arms`). Every arm trains the same model with the same
 optimizer, data and seeds through :func:`minigrad.train.train`; only the
 normalization (BatchNorm or Batch Renorm) and the way batches are formed
 change from one arm to the next:
@@ -19,7 +19,7 @@ the study into a sweep of Δ and of that schedule (:mod:`minigrad.sweep`).
 Each (arm, seed) run has its own folder ``OUT/runs/<arm>-seed<k>/``; a rerun
 with the same ``OUT`` reuses the finished runs and resumes an unfinished one
 from its checkpoint, so an interrupted study costs only the unfinished steps.
-The study writes
+The study writes (through :mod:`minigrad.report`)
 ``results.json`` (every run's numbers), ``results.md`` (mean ± std per arm
 beside the paper's number) and PNG figures (see :mod:`minigrad.plots`).
 """
@@ -28,112 +28,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from minigrad import distributed
-from minigrad.aggregate import RUN_METRICS, hardware, mean_std, percent
+from minigrad.arms import ARM_FIELDS, ARM_NAMES, REGIMES, Arm, PaperNumber, ReproduceError, make_arms
 from minigrad.checkpoint import atomic_write_text
 from minigrad.norm.layers import DEFAULT_MOMENTUM
-from minigrad.train import CHECKPOINT, CONFIG, METRICS, ConfigError, TrainConfig, train
+from minigrad.report import (
+    SMOKE_TEST,
+    eval_curves,
+    read_records,
+    results_document,
+    results_markdown,
+    telemetry_curves,
+    write_figures,
+)
+from minigrad.train import CHECKPOINT, CONFIG, TrainConfig, train
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 FIGURES_JSON = "figures.json"
 RUN_INFO = "reproduce.json"  # per run folder: wall time summed over the sessions that trained it
 
-# The only TrainConfig fields in which two arms may differ (besides `out` and the `extra` notes).
-ARM_FIELDS = ("norm", "sampler", "examples_per_label", "virtual_batch_size", "eval_batch_stats")
-
-# Regimes in figure order, with the paper's figure each one is the analogue of.
-REGIMES = {
-    "iid": "Figure 1: i.i.d. minibatches",
-    "micro": "Figure 2: microbatches of 4",
-    "noniid": "Figure 3: non-i.i.d. minibatches",
-}
-
-
 MAX_SEEDS = 1000
-
-SMOKE_TEST = "smoke test (--quick): short runs that only check that the study runs; these numbers are not results"
-
-
-class ReproduceError(ConfigError):
-    """An option of ``minigrad reproduce`` that cannot work, or an output folder made by another study."""
-
-
-@dataclass(frozen=True)
-class PaperNumber:
-    """What the paper reports for an arm (Inception-v3 on ImageNet, top-1 validation accuracy)."""
-
-    accuracy: float | None  # test accuracy in inference mode, as a fraction
-    note: str  # e.g. "78.3% at 130k steps"
-    batch_stats: float | None = None  # accuracy with batch statistics of non-i.i.d. test batches
-    train_accuracy: float | None = None  # training accuracy (BatchNorm, non-i.i.d.)
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One row of the study: a name, the regime (figure) it belongs to, and how its run differs from the base."""
-
-    name: str
-    regime: str
-    description: str
-    overrides: dict[str, Any]
-    paper: PaperNumber
-
-
-def make_arms(batch_size: int = 32, labels_per_batch: int = 16) -> list[Arm]:
-    """The study's arms for minibatches of `batch_size` with `labels_per_batch` labels in the non-i.i.d. arms.
-
-    The paper's setting is 32 images of 16 labels (2 per label); the extreme
-    arms draw each batch from a single label (examples_per_label = batch size).
-    """
-    if isinstance(labels_per_batch, bool) or not isinstance(labels_per_batch, int) or labels_per_batch < 1:
-        raise ReproduceError(f"labels_per_batch: expected a positive integer, got {labels_per_batch!r}")
-    if batch_size % labels_per_batch:
-        raise ReproduceError(
-            f"labels_per_batch: {labels_per_batch} labels must divide the batch size {batch_size} "
-            f"(each label gets batch_size / labels_per_batch images)"
-        )
-    if batch_size % 4:
-        raise ReproduceError(
-            f"batch_size: the microbatch arms normalize groups of 4, so it must be a multiple of 4, got {batch_size}"
-        )
-    k = batch_size // labels_per_batch
-    iid = {"sampler": "iid"}
-    micro = {"sampler": "iid", "virtual_batch_size": 4}
-    noniid = {"sampler": "noniid", "examples_per_label": k}
-    extreme = {"sampler": "noniid", "examples_per_label": batch_size}
-    nb = PaperNumber(None, "not in the paper")
-    return [
-        Arm("bn-iid", "iid", f"BatchNorm, i.i.d. batches of {batch_size}", {"norm": "bn", **iid},
-            PaperNumber(0.783, "78.3% at 130k")),
-        Arm("brn-iid", "iid", f"Batch Renorm, i.i.d. batches of {batch_size}", {"norm": "brn", **iid},
-            PaperNumber(0.785, "78.5% at 130k")),
-        Arm("bn-micro", "micro", "BatchNorm, normalized in microbatches of 4", {"norm": "bn", **micro},
-            PaperNumber(0.742, "74.2% at 210k")),
-        Arm("brn-micro", "micro", "Batch Renorm, normalized in microbatches of 4", {"norm": "brn", **micro},
-            PaperNumber(0.765, "76.5% at 130k")),
-        Arm("bn-noniid", "noniid", f"BatchNorm, {labels_per_batch} labels x {k} images per batch",
-            {"norm": "bn", **noniid, "eval_batch_stats": True},
-            PaperNumber(0.67, "67% (76.5% with batch stats; train 72.8%)", batch_stats=0.765, train_accuracy=0.728)),
-        Arm("brn-noniid", "noniid", f"Batch Renorm, {labels_per_batch} labels x {k} images per batch",
-            {"norm": "brn", **noniid}, PaperNumber(0.785, "78.5% at 120k")),
-        Arm("bn-halfsplit", "noniid", f"BatchNorm, {batch_size // 2} labels x 2 images, pairs split across halves",
-            {"norm": "bn", "sampler": "halfsplit", "eval_batch_stats": True}, PaperNumber(0.774, "77.4% at 140k")),
-        Arm("bn-noniid1", "noniid", f"BatchNorm, one label per batch ({batch_size} images of it)",
-            {"norm": "bn", **extreme, "eval_batch_stats": True}, nb),
-        Arm("brn-noniid1", "noniid", f"Batch Renorm, one label per batch ({batch_size} images of it)",
-            {"norm": "brn", **extreme}, nb),
-    ]  # fmt: skip
-
-
-ARM_NAMES = tuple(arm.name for arm in make_arms())
 
 
 @dataclass
@@ -247,22 +167,6 @@ class ReproduceConfig:
 # ----------------------------------------------------------------------------
 # Reading a run folder
 # ----------------------------------------------------------------------------
-
-
-def read_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
-    """The metric records of `kind` ("train" or "eval") in a run folder (none if it has no metrics yet)."""
-    path = run_dir / METRICS
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a hard kill; train drops it on resume
-        if record.get("kind") == kind:
-            records.append(record)
-    return records
 
 
 def is_finished(run_dir: Path, steps: int) -> bool:
@@ -495,176 +399,22 @@ def _checkpoint_step(run_dir: Path) -> int:
     return evaluations[-1]["step"] if evaluations else 0
 
 
-# ----------------------------------------------------------------------------
-# Aggregation and the written results
-# ----------------------------------------------------------------------------
-
-
-def results_document(
-    config: ReproduceConfig, arms: Sequence[Arm], runs: Sequence[dict[str, Any]], interrupted: bool
-) -> dict[str, Any]:
-    """The content of results.json: the study's options, every run, and mean/std per arm beside the paper."""
-    base = config.base_config()
-    per_arm = {}
-    for arm in arms:
-        arm_runs = [r for r in runs if r["arm"] == arm.name]
-        summary = {}
-        for metric in RUN_METRICS:
-            stats = mean_std([r[metric] for r in arm_runs])
-            summary[metric] = None if stats is None else {"mean": stats[0], "std": stats[1], "n": stats[2]}
-        per_arm[arm.name] = {
-            "regime": arm.regime,
-            "description": arm.description,
-            "overrides": arm.overrides,
-            "paper": dataclasses.asdict(arm.paper),
-            "runs": arm_runs,
-            "summary": summary,
-        }
-    options = dataclasses.asdict(config)
-    options["arms"] = [arm.name for arm in arms]
-    return {
-        "study": "Batch Renormalization (Ioffe 2017), section 4, at small scale",
-        "smoke_test": bool(config.quick),
-        "options": options,
-        "base_config": json.loads(base.resolved().to_json()),
-        "seeds": [config.seed + k for k in range(config.seeds)],
-        "complete": not interrupted and all(len(per_arm[a.name]["runs"]) == config.seeds for a in arms),
-        "hardware": hardware(),
-        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "arms": per_arm,
-    }
-
-
-def _gap(document: dict[str, Any], bn: str, brn: str, metric: str = "test_accuracy") -> str:
-    """BRN − BN in points, mean ± std over the seeds both arms have (paired by seed)."""
-    arms = document["arms"]
-    if bn not in arms or brn not in arms:
-        return "—"
-    a = {r["seed"]: r[metric] for r in arms[bn]["runs"]}
-    b = {r["seed"]: r[metric] for r in arms[brn]["runs"]}
-    diffs = [100 * (b[s] - a[s]) for s in sorted(set(a) & set(b))]
-    if not diffs:
-        return "—"
-    if len(diffs) == 1:
-        return f"{diffs[0]:+.1f}"
-    return f"{statistics.fmean(diffs):+.1f} ± {statistics.stdev(diffs):.1f}"
-
-
-_GAPS = (  # (what, BN arm, BRN arm, the paper's BRN − BN in points)
-    ("i.i.d.", "bn-iid", "brn-iid", "+0.2"),
-    ("microbatches of 4", "bn-micro", "brn-micro", "+2.3 (BN at 210k, BRN at 130k)"),
-    ("non-i.i.d. (paper's grouping)", "bn-noniid", "brn-noniid", "+11.5"),
-    ("one label per batch", "bn-noniid1", "brn-noniid1", "not in the paper"),
-)
-
-
-def results_markdown(document: dict[str, Any]) -> str:
-    """results.md: a table of mean ± std per arm beside the paper's number, and the BRN − BN gaps."""
-    options = document["options"]
-    base = document["base_config"]
-    smoke = bool(document.get("smoke_test"))
-    lines = [
-        "# Batch Renorm vs BatchNorm: smoke test (--quick), not results"
-        if smoke
-        else "# Batch Renorm vs BatchNorm: reproduction",
-        "",
-    ]
-    if smoke:
-        lines += [
-            f"**This is a {SMOKE_TEST}.** Each run stops long before it has learned what it can, so the accuracies "
-            "and the gaps below say nothing about BatchNorm or Batch Renorm; run `minigrad reproduce` without "
-            "`--quick` for the study.",
-            "",
-        ]
-    lines += [
-        f"Data {base['dataset']}"
-        + (f" (train subset {base['train_subset']})" if base["train_subset"] else "")
-        + f", model {base['model']}, {base['steps']} steps of batch {base['batch_size']}, "
-        f"{base['optimizer']} lr {base['lr']} ({base['lr_schedule']}), norm momentum {base['norm_momentum']}, "
-        f"seeds {document['seeds']}, backend {base['backend']}. "
-        f"{'Complete.' if document['complete'] else 'INCOMPLETE: some runs have not finished.'}",
-        "",
-        "Accuracies in %, mean ± std over seeds; *test* and *train* in inference mode (running statistics), "
-        "*batch stats*: test batches drawn like the training batches and normalized with their own statistics. "
-        "The paper's numbers are Inception-v3 on ImageNet (top-1 validation).",
-        "",
-        "| arm | regime | test (final) | test (best) | train (inference) | batch stats | steps | wall time (s) | paper |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, arm in document["arms"].items():
-        s = arm["summary"]
-        steps = sorted({r["steps"] for r in arm["runs"]})
-        wall = "—" if s["wall_time"] is None else format(s["wall_time"]["mean"], ".0f")
-        lines.append(
-            f"| {name} | {arm['regime']} | {percent(s['test_accuracy'])} | {percent(s['best_test_accuracy'])} | "
-            f"{percent(s['train_accuracy_inference'])} | {percent(s['test_accuracy_batch_stats'])} | "
-            f"{', '.join(map(str, steps)) or '—'} | {wall} | {arm['paper']['note']} |"
-        )
-    ours = "smoke test" if smoke else "ours"
-    lines += ["", "Batch Renorm minus BatchNorm, test accuracy in points (paired by seed):", "",
-              f"| regime | {ours} | paper |", "|---|---|---|"]  # fmt: skip
-    for what, bn, brn, paper in _GAPS:
-        lines.append(f"| {what} | {_gap(document, bn, brn)} | {paper} |")
-    lines += ["", f"Labels per non-i.i.d. batch: {options['labels_per_batch']}.", ""]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------
-# Figures
-# ----------------------------------------------------------------------------
-
-
-def eval_curves(run_dir: Path, key: str = "test_accuracy") -> tuple[list[int], list[float]]:
-    """(steps, values of `key`) over the evaluations of a run."""
-    evaluations = [e for e in read_records(run_dir, "eval") if key in e]
-    return [e["step"] for e in evaluations], [e[key] for e in evaluations]
-
-
-def telemetry_curves(run_dir: Path) -> dict[str, dict[str, list[float]]]:
-    """Per Batch Renorm layer: steps and fractions of r and d clipped, at each evaluation (one training batch each)."""
-    layers: dict[str, dict[str, list[float]]] = {}
-    for record in read_records(run_dir, "eval"):
-        for layer, values in (record.get("renorm") or {}).items():
-            if "r_clipped_fraction" not in values:
-                continue
-            series = layers.setdefault(layer, {"step": [], "r_clipped_fraction": [], "d_clipped_fraction": []})
-            series["step"].append(record["step"])
-            series["r_clipped_fraction"].append(values["r_clipped_fraction"])
-            series["d_clipped_fraction"].append(values["d_clipped_fraction"])
-    return layers
-
-
-def write_figures(
-    out: Path, arms: Sequence[Arm], runs: Sequence[dict[str, Any]], smoke_test: bool = False
-) -> dict[str, Any]:
-    """One PNG per regime (test accuracy vs step, a line per arm, a band over seeds) and the clipping telemetry.
-
-    With `smoke_test` (``--quick``) every title says that the figure is a smoke test.
-    """
-    mark = " (smoke test, not results)" if smoke_test else ""
-    from minigrad import plots
-
-    by_arm: dict[str, list[Path]] = {}
-    for run in runs:
-        by_arm.setdefault(run["arm"], []).append(Path(run["run_dir"]))
-    info: dict[str, Any] = {}
-    for index, (regime, title) in enumerate(REGIMES.items(), start=1):
-        members = [arm for arm in arms if arm.regime == regime and arm.name in by_arm]
-        if not members:
-            continue
-        curves = {arm.name: [eval_curves(d) for d in by_arm[arm.name]] for arm in members}
-        labels = {arm.name: f"{arm.name} (paper: {arm.paper.note})" for arm in members}
-        path = out / f"figure{index}_{regime}.png"
-        figure = plots.accuracy_figure(curves, title=title + mark, labels=labels)
-        info[path.name] = {"regime": regime, "arms": [a.name for a in members], "lines": plots.count_lines(figure),
-                           "title": title + mark}  # fmt: skip
-        plots.save(figure, path)
-    renorm = [arm for arm in arms if arm.overrides.get("norm") == "brn" and arm.name in by_arm]
-    if renorm:
-        telemetry = {arm.name: [telemetry_curves(d) for d in by_arm[arm.name]] for arm in renorm}
-        path = out / "telemetry.png"
-        figure = plots.telemetry_figure(telemetry, title="Batch Renorm clipping" + mark)
-        info[path.name] = {"regime": "telemetry", "arms": [a.name for a in renorm], "lines": plots.count_lines(figure),
-                           "title": "Batch Renorm clipping" + mark}  # fmt: skip
-        plots.save(figure, path)
-    return info
+__all__ = [  # names of the study's pieces, importable from here as before they had modules of their own
+    "ARM_FIELDS",
+    "ARM_NAMES",
+    "REGIMES",
+    "SMOKE_TEST",
+    "Arm",
+    "PaperNumber",
+    "ReproduceConfig",
+    "ReproduceError",
+    "ReproduceResult",
+    "eval_curves",
+    "make_arms",
+    "read_records",
+    "reproduce",
+    "results_document",
+    "results_markdown",
+    "telemetry_curves",
+    "write_figures",
+]

@@ -67,6 +67,8 @@ LAYERS = (
             "minigrad.resume",
             "minigrad.runfolder",
             "minigrad.memory",
+            "minigrad.arms",
+            "minigrad.report",
             "minigrad.reproduce",
             "minigrad.sweep",
             "minigrad.aggregate",
