@@ -362,12 +362,22 @@ def train(
         return _run(config, checkpoint, log if comm.is_root else None, stop_at, comm)
 
 
-def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[str], None] | None,
-         stop_at: int | None, comm: distributed.Communicator) -> RunResult:  # fmt: skip
-    """The body of :func:`train`, on the configured backend (on every rank; `log` is None but on rank 0)."""
-    out = Path(config.out)
-    checkpoint_path = out / CHECKPOINT
-    root = comm.is_root
+@dataclass
+class _RunPieces:
+    """What one run trains and evaluates with, built from its configuration (on every rank)."""
+
+    loader: Any  # the training batches (this rank's shard of each global batch)
+    test_loader: Any
+    train_probe_loader: Any  # a fixed subset of the training set, evaluated in inference mode
+    stats_loader: Any | None  # test batches drawn like the training batches, for batch-statistics evaluation
+    model: mg.nn.Module
+    optimizer: mg.optim.Optimizer
+    scheduler: mg.optim.LRScheduler
+    ema: mg.optim.EMA | None
+
+
+def _build_pieces(config: TrainConfig, comm: distributed.Communicator) -> _RunPieces:
+    """The data loaders (sharded across ranks), the model, its optimizer, learning-rate schedule and weight EMA."""
     train_set, test_set = _load_data(config)
     normalize = mg.data.Normalize.fit(train_set)
     transform = mg.data.cifar_train_transform(normalize) if config.augment else normalize
@@ -399,6 +409,94 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
     optimizer = build_optimizer(config, model)
     scheduler = mg.optim.LRScheduler(optimizer, build_lr_schedule(config))
     ema = mg.optim.EMA(model, decay=config.ema) if config.ema else None
+    return _RunPieces(loader, test_loader, train_probe_loader, stats_loader, model, optimizer, scheduler, ema)
+
+
+def _restore(pieces: _RunPieces, checkpoint: dict[str, Any], config: TrainConfig, comm: distributed.Communicator) -> None:
+    """Load a checkpoint's model, optimizer state, schedule position, batch stream and EMA into the run's pieces."""
+    optimizer = pieces.optimizer
+    try:
+        pieces.model.load_state_dict(checkpoint["model"])
+        # the optimization settings are this session's (the same as the checkpoint's unless allow_changed)
+        fresh = optimizer.state_dict()
+        settings = {key: fresh[key] for key in ("lr", *type(optimizer).HYPERPARAMETERS)}
+        optimizer.load_state_dict({**checkpoint["optimizer"], **settings})
+        pieces.scheduler.load_state_dict({**checkpoint["scheduler"], "base_lr": config.lr})
+        # with several ranks, rank r continues its own augmentation stream (the sampler is the same on all)
+        pieces.loader.load_state_dict(checkpoint.get("loader_ranks", [checkpoint["loader"]] * comm.size)[comm.rank])
+        if pieces.ema is not None:
+            pieces.ema.load_state_dict(checkpoint["ema"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"resume: the checkpoint in {config.out} does not fit this model/optimizer: {exc}") from None
+
+
+def _save(pieces: _RunPieces, config: TrainConfig, comm: distributed.Communicator, step: int,
+          history: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Write the checkpoint of `step` (a collective: every rank calls it; rank 0 writes)."""
+    loader = pieces.loader
+    loader_states = comm.gather(loader.state_dict()) if comm.size > 1 else None
+    if not comm.is_root:
+        return
+    state = {
+        "config": config.to_json(comm.size),
+        "step": step,
+        "model": pieces.model.state_dict(),
+        "optimizer": pieces.optimizer.state_dict(),
+        "scheduler": pieces.scheduler.state_dict(),
+        "loader": loader.state_dict(),
+        "settings_history": history,
+    }
+    if loader_states is not None:
+        state["loader_ranks"] = loader_states
+    if pieces.ema is not None:
+        state["ema"] = pieces.ema.state_dict()
+    save_checkpoint(Path(config.out) / CHECKPOINT, state)
+
+
+def _evaluation(pieces: _RunPieces, comm: distributed.Communicator, step: int) -> dict[str, Any]:
+    """The eval record of `step`: test accuracy and loss, training-probe accuracy, batch statistics, telemetry."""
+    model = pieces.model
+    distributed.check_in_sync(model, comm, step)  # parameters and running statistics identical on every rank
+    # Read the clipping telemetry of the last training step before a batch-statistics evaluation overwrites it.
+    telemetry = mg.nn.renorm_telemetry(model)  # rank 0's own shards, with several ranks
+    context = pieces.ema.swapped() if pieces.ema is not None else nullcontext()
+    with context:
+        record: dict[str, Any] = {"step": step, "kind": "eval"}
+        test = evaluate(model, pieces.test_loader, comm=comm)
+        record["test_accuracy"], record["test_loss"] = test["accuracy"], test["loss"]
+        record["train_accuracy_inference"] = evaluate(model, pieces.train_probe_loader, comm=comm)["accuracy"]
+        if pieces.stats_loader is not None:
+            stats = evaluate(model, pieces.stats_loader, batch_statistics=True, comm=comm)
+            record["test_accuracy_batch_stats"] = stats["accuracy"]
+    if telemetry:
+        record["renorm"] = telemetry
+    return record
+
+
+def _last_line(result: RunResult, config: TrainConfig, stop_signal: int | None) -> str:
+    """The run's closing console line: where the checkpoint is and how to resume, or the final accuracy and files."""
+    out, checkpoint_path = result.out, result.out / CHECKPOINT
+    if result.interrupted:
+        cause = f" by {signal.Signals(stop_signal).name}" if stop_signal is not None else ""
+        return (
+            f"interrupted{cause} at step {result.step} of {config.steps}: checkpoint saved to {checkpoint_path}; "
+            f"continue with --resume --out {out}"
+        )
+    accuracy = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
+    return (
+        f"final test accuracy {accuracy} after {result.step} steps ({result.wall_time:.1f} s); files in {out}: "
+        f"{CONFIG}, {METRICS}, {CHECKPOINT}"
+    )
+
+
+def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[str], None] | None,
+         stop_at: int | None, comm: distributed.Communicator) -> RunResult:  # fmt: skip
+    """The body of :func:`train`, on the configured backend (on every rank; `log` is None but on rank 0)."""
+    out = Path(config.out)
+    checkpoint_path = out / CHECKPOINT
+    root = comm.is_root
+    pieces = _build_pieces(config, comm)
+    model, optimizer, scheduler, ema = pieces.model, pieces.optimizer, pieces.scheduler, pieces.ema
 
     start_step = 0
     evaluations: list[dict[str, Any]] = []
@@ -406,19 +504,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
     history = [{"first_step": 1, "settings": settings_of(json.loads(config.to_json()), names)}]
     if checkpoint is not None:
         history = checkpoint["settings_history"]
-        try:
-            model.load_state_dict(checkpoint["model"])
-            # the optimization settings are this session's (the same as the checkpoint's unless allow_changed)
-            fresh = optimizer.state_dict()
-            settings = {key: fresh[key] for key in ("lr", *type(optimizer).HYPERPARAMETERS)}
-            optimizer.load_state_dict({**checkpoint["optimizer"], **settings})
-            scheduler.load_state_dict({**checkpoint["scheduler"], "base_lr": config.lr})
-            # with several ranks, rank r continues its own augmentation stream (the sampler is the same on all)
-            loader.load_state_dict(checkpoint.get("loader_ranks", [checkpoint["loader"]] * comm.size)[comm.rank])
-            if ema is not None:
-                ema.load_state_dict(checkpoint["ema"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ConfigError(f"resume: the checkpoint in {out} does not fit this model/optimizer: {exc}") from None
+        _restore(pieces, checkpoint, config, comm)
         start_step = checkpoint["step"]
     if root:
         with _writing(out, checkpoint_path):
@@ -431,42 +517,6 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
             atomic_write_text(out / CONFIG, json.dumps(document, indent=2, sort_keys=True))
     if checkpoint is not None:
         evaluations = comm.bcast(evaluations)
-
-    def save(step: int) -> None:
-        loader_states = comm.gather(loader.state_dict()) if comm.size > 1 else None  # a collective: every rank
-        if not root:
-            return
-        state = {
-            "config": config.to_json(comm.size),
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "loader": loader.state_dict(),
-            "settings_history": history,
-        }
-        if loader_states is not None:
-            state["loader_ranks"] = loader_states
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        save_checkpoint(checkpoint_path, state)
-
-    def run_evaluation(step: int) -> dict[str, Any]:
-        distributed.check_in_sync(model, comm, step)  # parameters and running statistics identical on every rank
-        # Read the clipping telemetry of the last training step before a batch-statistics evaluation overwrites it.
-        telemetry = mg.nn.renorm_telemetry(model)  # rank 0's own shards, with several ranks
-        context = ema.swapped() if ema is not None else nullcontext()
-        with context:
-            record: dict[str, Any] = {"step": step, "kind": "eval"}
-            test = evaluate(model, test_loader, comm=comm)
-            record["test_accuracy"], record["test_loss"] = test["accuracy"], test["loss"]
-            record["train_accuracy_inference"] = evaluate(model, train_probe_loader, comm=comm)["accuracy"]
-            if stats_loader is not None:
-                stats = evaluate(model, stats_loader, batch_statistics=True, comm=comm)
-                record["test_accuracy_batch_stats"] = stats["accuracy"]
-        if telemetry:
-            record["renorm"] = telemetry
-        return record
 
     bar = _progress_bar(config, start_step) if root else None
 
@@ -504,7 +554,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
     model.train()
     try:
         with stop.installed(), _writing(out, checkpoint_path):
-            batches = loader.batches()
+            batches = pieces.loader.batches()
             while step < config.steps:
                 tick = time.perf_counter()
                 images, labels = next(batches)
@@ -534,7 +584,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
                     bar.update(1)
                 if evaluating:
                     try:
-                        evaluation = run_evaluation(step)
+                        evaluation = _evaluation(pieces, comm, step)
                     except ValueError as exc:
                         if _diverged(model):
                             raise _divergence(step, "the weights or running statistics are not finite") from exc
@@ -543,14 +593,14 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
                     if metrics is not None:
                         metrics.write(json.dumps(evaluation) + "\n")
                         metrics.flush()
-                    save(step)
+                    _save(pieces, config, comm, step, history)
                     say(_evaluation_line(evaluation, config.steps))
                 # every rank must stop at the same step: with several, a Ctrl-C counts once all have voted on it
                 requested = stop.requested if comm.size == 1 else stop_votes > 0
                 if requested or (step == stop_at and step < config.steps):
                     write_step_records()
                     interrupted = True
-                    save(step)
+                    _save(pieces, config, comm, step, history)
                     break
             if metrics is not None:
                 metrics.flush()  # here, so that a full disk is reported like any other failed write
@@ -576,18 +626,7 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
         stop_signal=stop.signal,
     )
     if log is not None:
-        if interrupted:
-            cause = f" by {signal.Signals(stop.signal).name}" if stop.signal is not None else ""
-            log(
-                f"interrupted{cause} at step {step} of {config.steps}: checkpoint saved to {checkpoint_path}; "
-                f"continue with --resume --out {out}"
-            )
-        else:
-            accuracy = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
-            log(
-                f"final test accuracy {accuracy} after {step} steps ({wall:.1f} s); files in {out}: "
-                f"{CONFIG}, {METRICS}, {CHECKPOINT}"
-            )
+        log(_last_line(result, config, stop.signal))
     return result
 
 
