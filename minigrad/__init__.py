@@ -116,3 +116,7 @@ __all__ = [
     "zeros",
     "zeros_like",
 ]
+
+# ``mg.tensor(data)`` is the factory, as ``torch.tensor`` is; the engine module stays importable by its path
+# (``from minigrad.tensor import Tensor``). Bound last, after every submodule import has set ``minigrad.tensor``.
+from minigrad.creation import tensor

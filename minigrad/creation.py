@@ -1,4 +1,4 @@
-"""Tensor factories by PyTorch's names: ``mg.zeros``, ``mg.ones``, ``mg.full``, ``mg.arange``,
+"""Tensor factories by PyTorch's names: ``mg.tensor``, ``mg.zeros``, ``mg.ones``, ``mg.full``, ``mg.arange``,
 ``mg.randn``, ``mg.rand`` and the ``*_like`` forms.
 
 Each makes a leaf on the active backend. Floating results are float32 unless
@@ -16,7 +16,19 @@ from minigrad import backend, validate
 from minigrad.random import Generator, default_generator
 from minigrad.tensor import DEFAULT_FLOAT, Tensor
 
-__all__ = ["arange", "full", "ones", "ones_like", "rand", "randn", "zeros", "zeros_like"]
+__all__ = ["tensor", "arange", "full", "ones", "ones_like", "rand", "randn", "zeros", "zeros_like"]
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A leaf holding a copy of `data` (a list, a scalar, an array or a Tensor), like ``torch.tensor``.
+
+    ``mg.Tensor(array)`` keeps a NumPy array's memory; this always copies, so
+    later changes to `data` never reach the tensor. Floating data becomes
+    float32 unless `dtype` is given (``torch.tensor`` keeps a float64 array's dtype).
+    """
+    array = backend.asarray(data.data if isinstance(data, Tensor) else data, dtype)
+    copied = backend.namespace(array).asarray(array, copy=True)
+    return Tensor(copied, requires_grad=requires_grad, dtype=dtype)
 
 
 def _shape(owner: str, shape: tuple[Any, ...]) -> tuple[int, ...]:

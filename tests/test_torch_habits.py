@@ -586,3 +586,24 @@ def test_flatten_layer_takes_end_dim_too():
     assert mg.nn.Flatten(0, -2)(x).shape == (24, 5)
     with pytest.raises(TypeError, match="Flatten: end_dim: expected an int, got str"):
         mg.nn.Flatten(1, "2")
+
+
+def test_mg_tensor_is_torch_tensor_a_copy_of_its_data():
+    source = np.array([1.0, -2.0, 3.0])
+    t = mg.tensor(source, requires_grad=True)
+    source[0] = 100.0  # the tensor holds a copy
+    np.testing.assert_array_equal(t.numpy(), [1.0, -2.0, 3.0])
+    assert t.requires_grad and t.dtype == mg.tensor([1.0]).dtype  # floats: minigrad's float32 default
+    assert mg.tensor([[1, 2]]).shape == (1, 2) and mg.tensor(2.5).item() == 2.5
+    assert mg.tensor(source, dtype="float64").dtype == mg.Tensor(source, dtype="float64").dtype
+    u = mg.tensor(t)
+    assert not u.requires_grad and u.data is not t.data
+    (t * t).sum().backward()
+    np.testing.assert_allclose(t.grad, [2.0, -4.0, 6.0])
+
+
+def test_the_engine_module_keeps_its_import_path():
+    import importlib
+
+    engine = importlib.import_module("minigrad.tensor")
+    assert engine.Tensor is mg.Tensor and callable(mg.tensor) and mg.tensor is not engine

@@ -13,6 +13,7 @@ from typing import Any
 import minigrad as mg
 from minigrad import backend
 from minigrad.norm.kernels import fixed_correction
+from minigrad.tensor import as_tensor
 
 Array = Any
 
@@ -69,5 +70,5 @@ def batch_renorm_reference(
         d = xp.clip((mu_b.detach().data - mu) / sigma, -float(d_max), float(d_max))  # stop_gradient(clip((μ_B − μ)/σ))
     else:
         d = fixed_correction(d, x.data, tuple(mu_b.shape), "d")
-    x_hat = (xg - mu_b) / sigma_b * mg.tensor.as_tensor(r, like=x) + mg.tensor.as_tensor(d, like=x)
+    x_hat = (xg - mu_b) / sigma_b * as_tensor(r, like=x) + as_tensor(d, like=x)
     return _affine(x_hat, weight, bias, x.shape)
