@@ -23,7 +23,7 @@ ARM_FIELDS = ("norm", "sampler", "examples_per_label", "virtual_batch_size", "ev
 # Regimes in figure order, with the paper's figure each one is the analogue of.
 REGIMES = {
     "iid": "Figure 1: i.i.d. minibatches",
-    "micro": "Figure 2: microbatches of 4",
+    "micro": "Figure 2: microbatches",
     "noniid": "Figure 3: non-i.i.d. minibatches",
 }
 
@@ -49,38 +49,51 @@ class Arm:
     paper: PaperNumber
 
 
-def make_arms(batch_size: int = 32, labels_per_batch: int = 16) -> list[Arm]:
-    """The study's arms for minibatches of `batch_size` with `labels_per_batch` labels in the non-i.i.d. arms.
+PAPER_MICROBATCH = 4  # the paper's Figure 2 normalizes microbatches of 4 examples
 
-    The paper's setting is 32 images of 16 labels (2 per label); the extreme
-    arms draw each batch from a single label (examples_per_label = batch size).
+
+def make_arms(batch_size: int = 32, labels_per_batch: int = 16, microbatch: int = PAPER_MICROBATCH) -> list[Arm]:
+    """The study's arms for minibatches of `batch_size` with `labels_per_batch` labels in the non-i.i.d. arms
+    and normalization groups of `microbatch` examples in the microbatch arms.
+
+    The paper's settings are 32 images of 16 labels (2 per label) and
+    microbatches of 4; the extreme arms draw each batch from a single label
+    (examples_per_label = batch size). The paper's numbers are attached to the
+    microbatch arms only at its microbatch size.
     """
-    if isinstance(labels_per_batch, bool) or not isinstance(labels_per_batch, int) or labels_per_batch < 1:
-        raise ReproduceError(f"labels_per_batch: expected a positive integer, got {labels_per_batch!r}")
+    for name, value in (("labels_per_batch", labels_per_batch), ("microbatch", microbatch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReproduceError(f"{name}: expected a positive integer, got {value!r}")
     if batch_size % labels_per_batch:
         raise ReproduceError(
             f"labels_per_batch: {labels_per_batch} labels must divide the batch size {batch_size} "
             f"(each label gets batch_size / labels_per_batch images)"
         )
-    if batch_size % 4:
+    if microbatch < 2:
         raise ReproduceError(
-            f"batch_size: the microbatch arms normalize groups of 4, so it must be a multiple of 4, got {batch_size}"
+            f"microbatch: a group of {microbatch} example has no variance to normalize by; expected 2 or more"
+        )
+    if batch_size % microbatch:
+        raise ReproduceError(
+            f"microbatch: the microbatch arms normalize groups of {microbatch}, which must divide the batch size "
+            f"{batch_size}"
         )
     k = batch_size // labels_per_batch
+    nb = PaperNumber(None, "not in the paper")
     iid = {"sampler": "iid"}
-    micro = {"sampler": "iid", "virtual_batch_size": 4}
+    micro = {"sampler": "iid", "virtual_batch_size": microbatch}
+    paper_micro = microbatch == PAPER_MICROBATCH
     noniid = {"sampler": "noniid", "examples_per_label": k}
     extreme = {"sampler": "noniid", "examples_per_label": batch_size}
-    nb = PaperNumber(None, "not in the paper")
     return [
         Arm("bn-iid", "iid", f"BatchNorm, i.i.d. batches of {batch_size}", {"norm": "bn", **iid},
             PaperNumber(0.783, "78.3% at 130k")),
         Arm("brn-iid", "iid", f"Batch Renorm, i.i.d. batches of {batch_size}", {"norm": "brn", **iid},
             PaperNumber(0.785, "78.5% at 130k")),
-        Arm("bn-micro", "micro", "BatchNorm, normalized in microbatches of 4", {"norm": "bn", **micro},
-            PaperNumber(0.742, "74.2% at 210k")),
-        Arm("brn-micro", "micro", "Batch Renorm, normalized in microbatches of 4", {"norm": "brn", **micro},
-            PaperNumber(0.765, "76.5% at 130k")),
+        Arm("bn-micro", "micro", f"BatchNorm, normalized in microbatches of {microbatch}", {"norm": "bn", **micro},
+            PaperNumber(0.742, "74.2% at 210k") if paper_micro else nb),
+        Arm("brn-micro", "micro", f"Batch Renorm, normalized in microbatches of {microbatch}",
+            {"norm": "brn", **micro}, PaperNumber(0.765, "76.5% at 130k") if paper_micro else nb),
         Arm("bn-noniid", "noniid", f"BatchNorm, {labels_per_batch} labels x {k} images per batch",
             {"norm": "bn", **noniid, "eval_batch_stats": True},
             PaperNumber(0.67, "67% (76.5% with batch stats; train 72.8%)", batch_stats=0.765, train_accuracy=0.728)),

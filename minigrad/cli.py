@@ -362,6 +362,14 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         "at batch 32); must divide --batch-size",
     )
     study.add_argument(
+        "--microbatch",
+        type=_positive_int,
+        default=defaults.microbatch,
+        metavar="M",
+        help="examples per normalization group of the microbatch arms bn-micro/brn-micro (default %(default)s: "
+        "the paper's Figure 2); must divide --batch-size",
+    )
+    study.add_argument(
         "--quick",
         action="store_true",
         help="a smoke test: a tiny budget (60 steps per arm) that checks the study runs; its numbers are not results",
@@ -469,7 +477,7 @@ def _fail(prog: str, error: BaseException | str, status: int, label: str = "erro
 
 _FLAGS = {
     name: "--" + name.replace("_", "-")
-    for name in (*TrainConfig.__dataclass_fields__, "seeds", "labels_per_batch", "arms", "quick", "vary")
+    for name in (*TrainConfig.__dataclass_fields__, "seeds", "labels_per_batch", "microbatch", "arms", "quick", "vary")
     if name not in ("extra", "dtype", "eval_batch_size", "augment", "progress")
 }
 _PREFIX = re.compile(r"^(" + "|".join(_FLAGS) + r"): ")

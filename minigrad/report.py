@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from minigrad.aggregate import RUN_METRICS, hardware, mean_std, percent
-from minigrad.arms import REGIMES, Arm
+from minigrad.arms import PAPER_MICROBATCH, REGIMES, Arm
 from minigrad.train import METRICS
 
 SMOKE_TEST = "smoke test (--quick): short runs that only check that the study runs; these numbers are not results"
@@ -93,12 +93,15 @@ def _gap(document: dict[str, Any], bn: str, brn: str, metric: str = "test_accura
     return f"{statistics.fmean(diffs):+.1f} ± {statistics.stdev(diffs):.1f}"
 
 
-_GAPS = (  # (what, BN arm, BRN arm, the paper's BRN − BN in points)
-    ("i.i.d.", "bn-iid", "brn-iid", "+0.2"),
-    ("microbatches of 4", "bn-micro", "brn-micro", "+2.3 (BN at 210k, BRN at 130k)"),
-    ("non-i.i.d. (paper's grouping)", "bn-noniid", "brn-noniid", "+11.5"),
-    ("one label per batch", "bn-noniid1", "brn-noniid1", "not in the paper"),
-)
+def _gaps(microbatch: int) -> tuple[tuple[str, str, str, str], ...]:
+    """(what, BN arm, BRN arm, the paper's BRN − BN in points) per regime; the paper's microbatches hold 4."""
+    paper_micro = "+2.3 (BN at 210k, BRN at 130k)" if microbatch == PAPER_MICROBATCH else "not in the paper"
+    return (
+        ("i.i.d.", "bn-iid", "brn-iid", "+0.2"),
+        (f"microbatches of {microbatch}", "bn-micro", "brn-micro", paper_micro),
+        ("non-i.i.d. (paper's grouping)", "bn-noniid", "brn-noniid", "+11.5"),
+        ("one label per batch", "bn-noniid1", "brn-noniid1", "not in the paper"),
+    )
 
 
 def results_markdown(document: dict[str, Any]) -> str:
@@ -146,9 +149,10 @@ def results_markdown(document: dict[str, Any]) -> str:
     ours = "smoke test" if smoke else "ours"
     lines += ["", "Batch Renorm minus BatchNorm, test accuracy in points (paired by seed):", "",
               f"| regime | {ours} | paper |", "|---|---|---|"]  # fmt: skip
-    for what, bn, brn, paper in _GAPS:
+    microbatch = options.get("microbatch", PAPER_MICROBATCH)  # results.json files older than the option held 4
+    for what, bn, brn, paper in _gaps(microbatch):
         lines.append(f"| {what} | {_gap(document, bn, brn)} | {paper} |")
-    lines += ["", f"Labels per non-i.i.d. batch: {options['labels_per_batch']}.", ""]
+    lines += ["", f"Labels per non-i.i.d. batch: {options['labels_per_batch']}; examples per microbatch: {microbatch}.", ""]
     return "\n".join(lines)
 
 
@@ -195,6 +199,8 @@ def write_figures(
         members = [arm for arm in arms if arm.regime == regime and arm.name in by_arm]
         if not members:
             continue
+        if regime == "micro":
+            title = f"{title} of {members[0].overrides['virtual_batch_size']}"
         curves = {arm.name: [eval_curves(d) for d in by_arm[arm.name]] for arm in members}
         labels = {arm.name: f"{arm.name} (paper: {arm.paper.note})" for arm in members}
         path = out / f"figure{index}_{regime}.png"

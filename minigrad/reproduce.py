@@ -6,7 +6,7 @@ normalization (BatchNorm or Batch Renorm) and the way batches are formed
 change from one arm to the next:
 
 * ``iid`` (the paper's Figure 1): i.i.d. minibatches of 32;
-* ``micro`` (Figure 2): each minibatch normalized in microbatches of 4;
+* ``micro`` (Figure 2): each minibatch normalized in microbatches of 4 (``--microbatch``);
 * ``noniid`` (Figure 3): each minibatch made of `L` labels x `B/L` images
   (the paper's 16 x 2), BatchNorm also with the half-split batches, and the
   extreme regime of one label per batch, where the effect shows on digits.
@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from minigrad import distributed
-from minigrad.arms import ARM_FIELDS, ARM_NAMES, REGIMES, Arm, PaperNumber, ReproduceError, make_arms
+from minigrad.arms import (
+    ARM_FIELDS,
+    ARM_NAMES,
+    PAPER_MICROBATCH,
+    REGIMES,
+    Arm,
+    PaperNumber,
+    ReproduceError,
+    make_arms,
+)
 from minigrad.checkpoint import atomic_write_text
 from minigrad.norm.layers import DEFAULT_MOMENTUM
 from minigrad.report import (
@@ -69,6 +78,7 @@ class ReproduceConfig:
     eval_every: int | None = None
     batch_size: int = 32
     labels_per_batch: int = 16
+    microbatch: int = PAPER_MICROBATCH  # examples per normalization group in the bn-micro/brn-micro arms
     lr: float = 0.05
     norm_momentum: float = DEFAULT_MOMENTUM  # Δ, the layers' default
     ema: float | None = None
@@ -86,7 +96,7 @@ class ReproduceConfig:
 
     def selected_arms(self) -> list[Arm]:
         """The arms to run, in the table's order; unknown names raise an error listing the known ones."""
-        arms = make_arms(self.batch_size, self.labels_per_batch)
+        arms = make_arms(self.batch_size, self.labels_per_batch, self.microbatch)
         if self.arms is None:
             return arms
         names = [name.strip() for name in self.arms if name.strip()]

@@ -460,6 +460,7 @@ def test_reproduce_with_a_corrupt_run_config_names_the_file(tmp_path, capsys, co
         (["--lr", "inf"], ["--lr"]),
         (["--seeds", "100000"], ["--seeds"]),
         (["--labels-per-batch", "5"], ["--labels-per-batch"]),
+        (["--microbatch", "3"], ["--microbatch"]),
         (["--ema", "nan"], ["--ema"]),
         (["--train-subset", "0"], ["--train-subset"]),
     ],

@@ -142,6 +142,27 @@ def test_labels_per_batch_sets_the_group_size_and_must_divide_the_batch():
         ReproduceConfig(labels_per_batch=5).run_configs()
 
 
+def test_microbatch_sets_the_group_of_the_micro_arms_and_the_paper_number_only_at_4():
+    arms = {arm.name: arm for arm, _, _ in ReproduceConfig(microbatch=2).run_configs()}
+    assert arms["bn-micro"].overrides["virtual_batch_size"] == 2
+    assert arms["brn-micro"].overrides["virtual_batch_size"] == 2
+    assert arms["bn-iid"].overrides.get("virtual_batch_size") is None
+    assert arms["brn-micro"].paper.accuracy is None  # the paper's 76.5% is for microbatches of 4
+    assert "microbatches of 2" in arms["brn-micro"].description
+    default = {arm.name: arm for arm, _, _ in ReproduceConfig().run_configs()}
+    assert default["brn-micro"].overrides["virtual_batch_size"] == 4 and default["brn-micro"].paper.accuracy == 0.765
+    with pytest.raises(ReproduceError, match="microbatch: the microbatch arms normalize groups of 3"):
+        ReproduceConfig(microbatch=3).run_configs()
+    with pytest.raises(ReproduceError, match="microbatch: a group of 1 example has no variance"):
+        ReproduceConfig(microbatch=1).run_configs()
+
+
+def test_microbatch_flag_reaches_the_arms_and_bad_values_are_one_line(capsys):
+    assert main(["reproduce", "--quick", "--microbatch", "3", "--no-progress", "--out", "unused"]) == 2
+    error = capsys.readouterr().err
+    assert "--microbatch: the microbatch arms normalize groups of 3" in error and "Traceback" not in error
+
+
 def test_unknown_arm_lists_the_known_ones(capsys):
     with pytest.raises(ReproduceError, match="unknown arm\\(s\\) bn-foo; known arms: bn-iid, brn-iid"):
         ReproduceConfig(arms=["bn-iid", "bn-foo"]).selected_arms()
