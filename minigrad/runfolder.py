@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,19 @@ class RunFolderError(ValueError):
 
 class RunFolderWriteError(RunFolderError):
     """A write into the run folder failed (read-only, disk full); the files written before are intact."""
+
+
+@contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """Turn a failed write into the run folder `out` (read-only, disk full) into a RunFolderWriteError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        checkpoint = out / CHECKPOINT
+        kept = f"; the last checkpoint {checkpoint} is unchanged" if checkpoint.is_file() else ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = f" {exc.filename}" if exc.filename else ""
+        raise RunFolderWriteError(f"out: cannot write to {out}{where}: {reason}{kept}") from None
 
 
 def is_orphan_temporary(name: str) -> bool:

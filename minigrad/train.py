@@ -22,7 +22,9 @@ refused unless ``allow_changed`` is set; ``config.json`` then lists which
 steps ran with which values (:func:`minigrad.runfolder.config_document`).
 The configuration and its checks are in :mod:`minigrad.train_config`, what a
 resume accepts in :mod:`minigrad.resume`, and what a fresh run may do in an
-existing folder in :mod:`minigrad.runfolder`.
+existing folder in :mod:`minigrad.runfolder`, how a model is scored in
+:mod:`minigrad.evaluation`, and how the step records and console lines are
+written in :mod:`minigrad.run_log`.
 
 Under ``mpiexec -n K`` every rank runs :func:`train` (the paper's synchronized
 workers, see :mod:`minigrad.distributed`): each global batch of
@@ -34,11 +36,10 @@ shard, gradients are averaged before every step, and only rank 0 writes files.
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,18 @@ from typing import Any
 import minigrad as mg
 from minigrad import backend, distributed
 from minigrad.checkpoint import atomic_write_text, save_checkpoint
+from minigrad.evaluation import evaluate
 from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, PAPER_D_MAX_FINAL, PAPER_R_MAX_FINAL
 from minigrad.random import Generator
 from minigrad.resume import read_checkpoint, truncate_metrics
+from minigrad.run_log import RunLog, divergence
 from minigrad.runfolder import (
     CHECKPOINT,
     CONFIG,
     METRICS,
-    RunFolderWriteError,
     config_document,
     settings_of,
+    writing,
 )
 from minigrad.runfolder import RunFolderError as RunFolderError  # re-exported: raised by train()
 from minigrad.threads import thread_limit
@@ -137,72 +140,6 @@ def build_sampler(config: TrainConfig, labels: Any) -> mg.data.Sampler:
 
 
 # ----------------------------------------------------------------------------
-# Evaluation
-# ----------------------------------------------------------------------------
-
-
-def _norm_layers(model: mg.nn.Module) -> list[mg.nn.Module]:
-    kinds = (mg.nn.BatchNorm1d, mg.nn.BatchNorm2d, mg.nn.BatchRenorm1d, mg.nn.BatchRenorm2d)
-    return [m for m in model.modules() if isinstance(m, kinds)]
-
-
-def evaluate(
-    model: mg.nn.Module, loader: Any, batch_statistics: bool = False, comm: distributed.Communicator | None = None
-) -> dict[str, float]:
-    """Accuracy and mean loss of `model` over the batches of `loader`.
-
-    Inference mode by default (running statistics). With `batch_statistics`,
-    the normalization layers normalize each test batch with its own statistics
-    (the paper's section 4.3 diagnostic); everything else stays in inference
-    mode, and the running statistics are restored afterwards. With a
-    communicator of several ranks, each rank evaluates its own batches and the
-    counts and loss sums are added over the ranks (one allreduce).
-    """
-    saved = model.state_dict() if batch_statistics else None
-    model.eval()
-    if batch_statistics:
-        for layer in _norm_layers(model):
-            layer.train()
-    losses, hits, sizes = [], [], []  # per batch, on the device until the one read below
-    try:
-        with mg.no_grad():
-            for images, labels in loader:
-                logits = model(images)
-                losses.append(mg.cross_entropy(logits, labels).data)
-                hits.append(_correct(logits, labels))
-                sizes.append(labels.shape[0])
-    finally:
-        if saved is not None:
-            model.load_state_dict(saved)
-        model.train()
-    correct, total, loss_sum = 0, sum(sizes), 0.0
-    if sizes:
-        values = _read_together(losses + hits)  # one device-to-host copy for the whole evaluation
-        loss_sum = float(np.dot(values[: len(sizes)], np.asarray(sizes, dtype=np.float64)))
-        correct = int(values[len(sizes) :].sum())
-    if comm is not None and comm.size > 1:
-        sums = comm.allreduce_host(np.array([correct, total, loss_sum], dtype=np.float64))
-        correct, total, loss_sum = int(sums[0]), int(sums[1]), float(sums[2])
-    return {"accuracy": correct / max(total, 1), "loss": loss_sum / max(total, 1), "examples": total}
-
-
-def _correct(logits: mg.Tensor, labels: mg.Tensor) -> Any:
-    """How many rows of `logits` put their maximum at the label, as a 0-d array on the device, in the logits' dtype.
-
-    The logits' floating dtype lets the count travel to the host with the losses in one copy; it holds counts exactly
-    up to 2^24 (float32), far above a batch.
-    """
-    xp = backend.namespace(logits.data)
-    return xp.sum(xp.astype(xp.argmax(logits.data, axis=1) == labels.data, logits.data.dtype))
-
-
-def _read_together(scalars: list[Any]) -> np.ndarray:
-    """0-d device arrays of one dtype as a float64 NumPy vector, in one device-to-host copy."""
-    xp = backend.namespace(*scalars)
-    return backend.to_numpy(xp.stack(scalars)).astype(np.float64)
-
-
-# ----------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------
 
@@ -260,66 +197,12 @@ class _StopRequest:
 READ_EVERY = 25  # steps between reads of the training loss and accuracy (besides evaluations and the end)
 
 
-class _StepLog:
-    """The training loss and batch accuracy of each step, kept on the device until a read boundary.
-
-    On a GPU a device-to-host copy waits for all the work queued before it, so
-    reading the loss every step would serialize every step. The loop keeps each
-    step's loss and correct count as device scalars and reads them all in one
-    copy every :data:`READ_EVERY` steps, before each evaluation and at the end
-    of the session; ``metrics.jsonl`` then receives the same one line per step
-    as if each had been read at once. A loss that turned NaN or infinite is
-    found at the next read, which names the step where it happened.
-    """
-
-    def __init__(self) -> None:
-        self.pending: list[dict[str, Any]] = []
-
-    def add(self, step: int, loss: mg.Tensor, logits: mg.Tensor, labels: mg.Tensor, share: float, lr: float,
-            seconds: float) -> None:  # fmt: skip
-        """Note one step's loss and accuracy (still on the device) and its host-side numbers."""
-        self.pending.append({"step": step, "loss": loss.data, "correct": _correct(logits, labels), "share": share,
-                             "examples": labels.shape[0], "lr": lr, "seconds": seconds})  # fmt: skip
-
-    def read(self, comm: distributed.Communicator) -> list[dict[str, Any]]:
-        """The pending steps' metric records, oldest first, in one copy (and one allreduce with several ranks)."""
-        if not self.pending:
-            return []
-        pending, self.pending = self.pending, []
-        values = _read_together([p["loss"] for p in pending] + [p["correct"] for p in pending])
-        n = len(pending)
-        # this rank's weighted losses, correct counts and batch sizes; with several ranks, summed over them
-        sums = np.stack([values[:n] * [p["share"] for p in pending], values[n:], [p["examples"] for p in pending]])
-        if comm.size > 1:
-            sums = comm.allreduce_host(sums)
-        records = []
-        for p, loss_value, correct, examples in zip(pending, *sums):
-            records.append({"step": p["step"], "kind": "train", "loss": float(loss_value),
-                            "batch_accuracy": float(correct / examples), "lr": p["lr"],
-                            "images_per_sec": float(examples / max(p["seconds"], 1e-9))})  # fmt: skip
-        return records
-
-
-def _progress_bar(config: TrainConfig, start: int) -> Any:
-    if not config.progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=config.steps, initial=start, desc=f"train {config.norm}/{config.sampler}", unit="step", leave=False)
-
-
 def _diverged(model: mg.nn.Module) -> bool:
     """Whether a parameter or running statistic of `model` holds a NaN or an infinity."""
     for value in model.state_dict().values():
         if backend.is_array(value) and not np.isfinite(backend.to_numpy(value)).all():
             return True
     return False
-
-
-def _divergence(step: int, what: str) -> FloatingPointError:
-    return FloatingPointError(f"training diverged: {what} at step {step}; lower --lr")
 
 
 def train(
@@ -489,25 +372,22 @@ def _last_line(result: RunResult, config: TrainConfig, stop_signal: int | None) 
     )
 
 
-def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[str], None] | None,
-         stop_at: int | None, comm: distributed.Communicator) -> RunResult:  # fmt: skip
-    """The body of :func:`train`, on the configured backend (on every rank; `log` is None but on rank 0)."""
-    out = Path(config.out)
-    checkpoint_path = out / CHECKPOINT
-    root = comm.is_root
-    pieces = _build_pieces(config, comm)
-    model, optimizer, scheduler, ema = pieces.model, pieces.optimizer, pieces.scheduler, pieces.ema
+def _open_folder(config: TrainConfig, checkpoint: dict[str, Any] | None, pieces: _RunPieces,
+                 comm: distributed.Communicator) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """Restore a checkpoint into `pieces` (on every rank) and write ``config.json`` (rank 0).
 
-    start_step = 0
-    evaluations: list[dict[str, Any]] = []
-    names = RESUME_MAY_CHANGE
-    history = [{"first_step": 1, "settings": settings_of(json.loads(config.to_json()), names)}]
+    Returns the step to start from, the evaluations already made (a resumed
+    run's ``metrics.jsonl`` cut back to its checkpoint) and the settings history.
+    """
+    out = Path(config.out)
+    start_step, evaluations = 0, []
+    history = [{"first_step": 1, "settings": settings_of(json.loads(config.to_json()), RESUME_MAY_CHANGE)}]
     if checkpoint is not None:
         history = checkpoint["settings_history"]
         _restore(pieces, checkpoint, config, comm)
         start_step = checkpoint["step"]
-    if root:
-        with _writing(out, checkpoint_path):
+    if comm.is_root:
+        with writing(out):
             if checkpoint is not None:
                 evaluations = truncate_metrics(out / METRICS, start_step)
             else:
@@ -517,101 +397,98 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
             atomic_write_text(out / CONFIG, json.dumps(document, indent=2, sort_keys=True))
     if checkpoint is not None:
         evaluations = comm.bcast(evaluations)
+    return start_step, evaluations, history
 
-    bar = _progress_bar(config, start_step) if root else None
 
-    def say(line: str) -> None:
-        """A line of the log, printed above the progress bar (which is redrawn below it)."""
-        if log is None:
-            return
-        if bar is None:
-            log(line)
-            return
-        with bar.external_write_mode():
-            log(line)
+def _train_step(
+    pieces: _RunPieces,
+    images: mg.Tensor,
+    labels: mg.Tensor,
+    config: TrainConfig,
+    comm: distributed.Communicator,
+    stop_requested: bool,
+) -> tuple[mg.Tensor, mg.Tensor, float, float]:
+    """One optimization step on this rank's shard of a batch: forward, backward, gradient averaging, update.
 
-    with _writing(out, checkpoint_path):
-        metrics = (out / METRICS).open("a", encoding="utf-8") if root else None
+    Returns the loss and logits (still on the device), this rank's share of the
+    global batch, and the number of ranks asking to stop (gathered in the same
+    allreduce as the gradients, so that a stop costs no extra message).
+    """
+    logits = pieces.model(images)
+    loss = mg.cross_entropy(logits, labels)
+    pieces.optimizer.zero_grad()
+    loss.backward()
+    share = labels.shape[0] / config.batch_size  # this rank's weight in the global batch's mean loss
+    (stop_votes,) = distributed.average_gradients(pieces.model.parameters(), comm, share, extra=(stop_requested,))
+    pieces.optimizer.step()
+    if pieces.ema is not None:
+        pieces.ema.update()
+    pieces.scheduler.step()
+    return loss, logits, share, stop_votes
+
+
+@contextmanager
+def _divergence_named(model: mg.nn.Module, step: int, run_log: RunLog | None = None) -> Iterator[None]:
+    """A ValueError of a layer refusing non-finite running statistics becomes "training diverged at `step`".
+
+    With `run_log`, the pending step records are read first, so that a loss
+    that turned non-finite at an earlier step names its own step.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        if run_log is not None:
+            run_log.write_steps()
+        if _diverged(model):
+            raise divergence(step, "the weights or running statistics are not finite") from exc
+        raise
+
+
+def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[str], None] | None,
+         stop_at: int | None, comm: distributed.Communicator) -> RunResult:  # fmt: skip
+    """The body of :func:`train`, on the configured backend (on every rank; `log` is None but on rank 0)."""
+    out = Path(config.out)
+    pieces = _build_pieces(config, comm)
+    model = pieces.model
+    start_step, evaluations, history = _open_folder(config, checkpoint, pieces, comm)
+    with writing(out):
+        run_log = RunLog(config, comm, log, start_step)
     stop = _StopRequest()
     started = time.perf_counter()
     step = start_step
     interrupted = False
-    step_log = _StepLog()
-
-    def write_step_records() -> None:
-        """Read the pending steps' metrics, write their lines, show the last on the progress bar; stop at a NaN loss."""
-        records = step_log.read(comm)
-        for record in records:
-            if not math.isfinite(record["loss"]):
-                raise _divergence(record["step"], f"the loss is {record['loss']}")
-            if metrics is not None:
-                metrics.write(json.dumps(record) + "\n")
-        if bar is not None and records:
-            last = records[-1]
-            loss_text, accuracy_text = f"{last['loss']:.3f}", f"{last['batch_accuracy']:.2f}"
-            bar.set_postfix(loss=loss_text, acc=accuracy_text, img_s=f"{last['images_per_sec']:.0f}", refresh=False)
-
     model.train()
     try:
-        with stop.installed(), _writing(out, checkpoint_path):
+        with stop.installed(), writing(out):
             batches = pieces.loader.batches()
             while step < config.steps:
                 tick = time.perf_counter()
                 images, labels = next(batches)
-                try:
-                    logits = model(images)
-                    loss = mg.cross_entropy(logits, labels)
-                except ValueError as exc:  # a layer refusing non-finite running statistics, after a blow-up
-                    write_step_records()  # a loss that turned non-finite before names its own step
-                    if _diverged(model):
-                        raise _divergence(step + 1, "the weights or running statistics are not finite") from exc
-                    raise
-                optimizer.zero_grad()
-                loss.backward()
-                share = labels.shape[0] / config.batch_size  # this rank's weight in the global batch's mean loss
-                # one allreduce: the gradients (weighted) and the stop requests
-                (stop_votes,) = distributed.average_gradients(model.parameters(), comm, share, extra=(stop.requested,))
-                optimizer.step()
-                if ema is not None:
-                    ema.update()
+                with _divergence_named(model, step + 1, run_log):
+                    loss, logits, share, stop_votes = _train_step(pieces, images, labels, config, comm, stop.requested)
                 step += 1
-                scheduler.step()
-                step_log.add(step, loss, logits, labels, share, optimizer.lr, time.perf_counter() - tick)
+                run_log.steps.add(step, loss, logits, labels, share, pieces.optimizer.lr, time.perf_counter() - tick)
                 evaluating = step % config.eval_every == 0 or step == config.steps
                 if evaluating or step % READ_EVERY == 0:
-                    write_step_records()
-                if bar is not None:
-                    bar.update(1)
+                    run_log.write_steps()
+                run_log.advance()
                 if evaluating:
-                    try:
+                    with _divergence_named(model, step):
                         evaluation = _evaluation(pieces, comm, step)
-                    except ValueError as exc:
-                        if _diverged(model):
-                            raise _divergence(step, "the weights or running statistics are not finite") from exc
-                        raise
                     evaluations.append(evaluation)
-                    if metrics is not None:
-                        metrics.write(json.dumps(evaluation) + "\n")
-                        metrics.flush()
+                    run_log.write_evaluation(evaluation)
                     _save(pieces, config, comm, step, history)
-                    say(_evaluation_line(evaluation, config.steps))
                 # every rank must stop at the same step: with several, a Ctrl-C counts once all have voted on it
                 requested = stop.requested if comm.size == 1 else stop_votes > 0
                 if requested or (step == stop_at and step < config.steps):
-                    write_step_records()
+                    run_log.write_steps()
                     interrupted = True
                     _save(pieces, config, comm, step, history)
                     break
-            if metrics is not None:
-                metrics.flush()  # here, so that a full disk is reported like any other failed write
+            run_log.flush()
     finally:
-        if metrics is not None:
-            with suppress(OSError):  # already reported by the flush above, or by the write that failed
-                metrics.close()
-        if bar is not None:
-            bar.close()
+        run_log.close()
     comm.barrier()  # the other ranks return once rank 0 has written everything
-    wall = time.perf_counter() - started
     last = evaluations[-1] if evaluations else {}
     result = RunResult(
         out=out,
@@ -621,36 +498,13 @@ def _run(config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[
         train_accuracy_inference=last.get("train_accuracy_inference"),
         test_accuracy_batch_stats=last.get("test_accuracy_batch_stats"),
         interrupted=interrupted,
-        wall_time=wall,
+        wall_time=time.perf_counter() - started,
         evaluations=evaluations,
         stop_signal=stop.signal,
     )
     if log is not None:
         log(_last_line(result, config, stop.signal))
     return result
-
-
-def _evaluation_line(evaluation: dict[str, Any], steps: int) -> str:
-    """One evaluation as a console line: test accuracy and test loss (inference mode), and batch statistics if asked."""
-    line = (
-        f"step {evaluation['step']}/{steps}: test accuracy {evaluation['test_accuracy']:.4f}, "
-        f"test loss {evaluation['test_loss']:.4f}"
-    )
-    if "test_accuracy_batch_stats" in evaluation:
-        line += f", test accuracy with batch statistics {evaluation['test_accuracy_batch_stats']:.4f}"
-    return line
-
-
-@contextmanager
-def _writing(out: Path, checkpoint_path: Path) -> Iterator[None]:
-    """Turn a failed write into the run folder (read-only, disk full) into a RunFolderError naming the folder."""
-    try:
-        yield
-    except OSError as exc:
-        kept = f"; the last checkpoint {checkpoint_path} is unchanged" if checkpoint_path.is_file() else ""
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        where = f" {exc.filename}" if exc.filename else ""
-        raise RunFolderWriteError(f"out: cannot write to {out}{where}: {reason}{kept}") from None
 
 
 def _load_data(config: TrainConfig) -> tuple[mg.data.Dataset, mg.data.Dataset]:

@@ -64,6 +64,8 @@ LAYERS = (
             "minigrad.distributed",
             "minigrad.train",
             "minigrad.train_config",
+            "minigrad.evaluation",
+            "minigrad.run_log",
             "minigrad.resume",
             "minigrad.runfolder",
             "minigrad.memory",

@@ -83,7 +83,7 @@ class ShardedLoader:
 
     Evaluation uses it too: inference normalizes each example on its own, so
     splitting every test batch over the ranks changes nothing but the time
-    (the per-rank sums are then added, :func:`minigrad.train.evaluate`). A
+    (the per-rank sums are then added, :func:`minigrad.evaluation.evaluate`). A
     batch smaller than the number of ranks leaves some shards empty; iterating
     skips those (training batches never have one: :func:`check_shards`).
     """
