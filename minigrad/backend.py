@@ -13,10 +13,10 @@ code then runs on three libraries:
   more. The test suite runs on it so that a NumPy-only habit fails on the CPU
   before it can fail on a GPU.
 
-What the standard lacks and needs a library's own function lives here, each a
-fast path beside a portable version in the module that uses it: host
-transfers, strided views (:func:`as_strided`), in-place scatter-add
-(:func:`add_at`). Random numbers are in :mod:`minigrad.random`.
+Host transfers live here. The few library calls the standard lacks, each a
+fast path beside a portable version in the module that uses it (strided
+views, in-place scatter-add, host views), are in :mod:`minigrad.array_extras`;
+random numbers are in :mod:`minigrad.random`.
 
 NumPy is also minigrad's *host* library: data decoding, index shuffles,
 checkpoints and finite differences run on the CPU whatever the backend. Other
@@ -88,6 +88,11 @@ def import_library(name: str):
         if count == 0:
             raise BackendUnavailableError("backend 'cupy': CuPy is installed but no CUDA device was found")
         return cupy
+    if name == "cupyx":  # CuPy's extras (scatter_add), usable once CuPy is
+        import_library("cupy")
+        import cupyx
+
+        return cupyx
     raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
 
 
@@ -317,44 +322,10 @@ def device(array: Array) -> Any:
     return array_api_compat.device(array)
 
 
-def has_strided_views(array: Array) -> bool:
-    """True when `array`'s library can view memory with arbitrary strides (NumPy, CuPy): see :func:`as_strided`."""
-    return library_of(array) in ("numpy", "cupy")
-
-
-def as_strided(array: Array, shape: Sequence[int], strides: Sequence[int]) -> Array:
-    """A view of `array`'s memory with `shape` and byte `strides` (NumPy, CuPy; the standard has no views).
-
-    A fast path: callers check :func:`has_strided_views` and keep a portable
-    version for the other libraries.
-    """
-    library = library_of(array)
-    if library == "numpy":
-        return np.lib.stride_tricks.as_strided(array, shape=tuple(shape), strides=tuple(strides))
-    if library == "cupy":
-        return import_library("cupy").lib.stride_tricks.as_strided(array, shape=tuple(shape), strides=tuple(strides))
-    raise TypeError(f"as_strided: {library} arrays have no strided views; use the portable version")
-
-
 def scalar_like(value: float, array: Array) -> Array:
     """A 0-d array holding `value`, of `array`'s dtype and on its device."""
     xp = namespace(array)
     return xp.asarray(value, dtype=array.dtype, device=array_api_compat.device(array))
-
-
-def host_view(array: Array) -> np.ndarray | None:
-    """`array` as a NumPy array without a copy when it already lives in host memory, else None (CuPy).
-
-    For checks that are free on the host but would cost a device-to-host copy
-    (a synchronization) elsewhere: callers check the values when this is not
-    None and use a device-side fallback otherwise.
-    """
-    library = library_of(array)
-    if library == "numpy":
-        return array
-    if library == "cupy":
-        return None
-    return np.from_dlpack(array)  # another CPU library (array-api-strict): shared memory, no copy
 
 
 def item(array: Array) -> float | int | bool:
@@ -373,30 +344,3 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
             raise ValueError(f"shapes {shown} cannot be broadcast together (axis {axis} has sizes {sorted(sizes)})")
         result.append(sizes.pop() if sizes else 1)
     return tuple(result)
-
-
-# ----------------------------------------------------------------------------
-# In-place scatter-add, which the standard lacks
-# ----------------------------------------------------------------------------
-
-
-def has_add_at(array: Array) -> bool:
-    """True when `array`'s library has its own scatter-add (NumPy, CuPy): see :func:`add_at`."""
-    return library_of(array) in ("numpy", "cupy")
-
-
-def add_at(out: Array, key: Any, values: Array) -> None:
-    """``out[key] += values`` in place, repeated indices summed: ``np.add.at`` or ``cupyx.scatter_add``.
-
-    A fast path: callers check :func:`has_add_at` and keep a portable version
-    for the other libraries (:mod:`minigrad.ops.scatter`).
-    """
-    library = library_of(out)
-    if library == "numpy":
-        np.add.at(out, key, values)
-    elif library == "cupy":
-        import cupyx
-
-        cupyx.scatter_add(out, key, values)
-    else:
-        raise TypeError(f"add_at: {library} arrays have no scatter-add; use the portable version")

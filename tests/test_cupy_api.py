@@ -74,7 +74,7 @@ def _is_import_library(node: ast.expr, literal_cupy: bool) -> bool:
         return False
     if not literal_cupy:
         return True
-    return bool(node.args) and isinstance(node.args[0], ast.Constant) and node.args[0].value == "cupy"
+    return bool(node.args) and isinstance(node.args[0], ast.Constant) and node.args[0].value in CUPY_MODULES
 
 
 def _mentions_cupy(test: ast.expr) -> bool:
@@ -99,7 +99,7 @@ class _Scanner(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
             if isinstance(target, ast.Name) and _is_import_library(node.value, literal_cupy=True):
-                self.cupy_names[target.id] = "cupy"
+                self.cupy_names[target.id] = node.value.args[0].value
             elif isinstance(target, ast.Name) and _is_import_library(node.value, literal_cupy=False):
                 self.library_names.add(target.id)
         self.generic_visit(node)
@@ -122,7 +122,7 @@ class _Scanner(ast.NodeVisitor):
         if isinstance(base, ast.Name) and base.id == "xp":
             return ("xp",)
         if _is_import_library(base, literal_cupy=True):
-            return ("cupy",)
+            return (base.args[0].value,)
         return None
 
     def _record(self, node: ast.expr, call: ast.Call | None) -> bool:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from minigrad import backend
+from minigrad import array_extras, backend
 
 Array = Any
 
@@ -102,7 +102,7 @@ def im2col(
     (0 for convolution and average pooling, -inf for max pooling).
     NumPy and CuPy copy one strided view; other libraries use :func:`im2col_portable`.
     """
-    if backend.has_strided_views(x):
+    if array_extras.has_strided_views(x):
         return _im2col_strided(x, kernel_size, stride, padding, pad_value)
     return im2col_portable(x, kernel_size, stride, padding, pad_value)
 
@@ -124,7 +124,7 @@ def _im2col_strided(x: Array, kernel_size, stride, padding, pad_value: float) ->
         padded = _padded_chwn(x, padding[0], padding[1], pad_value)
     s_c, s_h, s_w, s_n = padded.strides  # in bytes
     # axes (C, kh, kw, OH, OW, N): a kernel offset moves one pixel, a window position one stride
-    windows = backend.as_strided(padded, shape=(c, kh, kw, oh, ow, n), strides=(s_c, s_h, s_w, s_h * sh, s_w * sw, s_n))
+    windows = array_extras.as_strided(padded, shape=(c, kh, kw, oh, ow, n), strides=(s_c, s_h, s_w, s_h * sh, s_w * sw, s_n))
     return windows.reshape(c * kh * kw, oh * ow * n)  # copies: the windows overlap in memory
 
 
@@ -160,7 +160,7 @@ def col2im(
     """
     if _windows_tile(kernel_size, stride, padding):
         return _col2im_tiles(cols, input_shape, kernel_size)
-    if backend.has_strided_views(cols):
+    if array_extras.has_strided_views(cols):
         return _col2im_loop(cols, input_shape, kernel_size, stride, padding, in_place=True)
     return col2im_portable(cols, input_shape, kernel_size, stride, padding)
 

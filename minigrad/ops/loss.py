@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minigrad import backend, validate
+from minigrad import array_extras, backend, validate
 from minigrad.ops import elementwise, reduce
 from minigrad.tensor import Function, Tensor, as_tensor, tensor_method
 
@@ -118,7 +118,7 @@ def _check_class_labels(owner: str, scores: Tensor, labels: Any) -> Tensor:
         raise TypeError(f"{owner}: labels must be integers (class indices), got dtype {backend.dtype_name(labels.dtype)}")
     if scores.shape[0] == 0:
         raise ValueError(f"{owner}: the batch is empty (input of shape (0, C))")
-    on_host = backend.host_view(labels.data)
+    on_host = array_extras.host_view(labels.data)
     if on_host is not None:  # free on the host; on a device (CuPy) it would be a synchronization at every step
         low, high = on_host.min().item(), on_host.max().item()
         if low < 0 or high >= scores.shape[1]:

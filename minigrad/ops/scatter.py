@@ -1,6 +1,6 @@
 """Scatter-add, the backward of indexing: ``out[key] += values`` with repeated indices summed.
 
-The libraries' own scatter-adds (:func:`minigrad.backend.add_at`) are the fast
+The libraries' own scatter-adds (:func:`minigrad.array_extras.add_at`) are the fast
 path; the portable versions use the array API standard alone and run on any
 library. Tests check that both give the same sums.
 """
@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from minigrad import backend
+from minigrad import array_extras, backend
 from minigrad.backend import Array
 
 
@@ -24,7 +24,7 @@ def scatter_add(shape: Sequence[int], key: Any, values: Array) -> Array:
 
     Basic keys (ints, slices) select each element at most once and use plain
     assignment; keys with integer arrays can repeat an element and need a true
-    scatter-add: the library's own (:func:`minigrad.backend.add_at`) on NumPy
+    scatter-add: the library's own (:func:`minigrad.array_extras.add_at`) on NumPy
     and CuPy, :func:`scatter_add_portable` elsewhere.
     """
     xp = backend.namespace(values)
@@ -33,8 +33,8 @@ def scatter_add(shape: Sequence[int], key: Any, values: Array) -> Array:
     if not _has_array_index(key_tuple):
         out[key] = values
         return out
-    if backend.has_add_at(out):
-        backend.add_at(out, key, values)
+    if array_extras.has_add_at(out):
+        array_extras.add_at(out, key, values)
         return out
     return scatter_add_portable(shape, key, values)
 
@@ -64,7 +64,7 @@ def scatter_add_rows(num_rows: int, indices: Array, values: Array) -> Array:
     :func:`scatter_add`; elsewhere a one-hot matrix of shape (num_rows, k)
     times the values flattened to (k, rest), which stays within the standard.
     """
-    if backend.has_add_at(values):
+    if array_extras.has_add_at(values):
         return scatter_add((num_rows,) + tuple(values.shape[1:]), indices, values)
     return scatter_add_rows_portable(num_rows, indices, values)
 
