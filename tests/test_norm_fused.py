@@ -107,6 +107,26 @@ def _compare(x, dy, gamma, beta, vbs, renorm):
     np.testing.assert_array_equal(x, x_before)  # the input is never written
 
 
+@pytest.mark.parametrize("tiled", [True, False])
+def test_short_rows_tile_their_factors_and_agree_with_the_reference(monkeypatch, tiled):
+    """A C-contiguous x has rows of H·W: its factors are tiled into blocks that start at multiples of C."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 3, 2, 5)) * 2 + 1
+    dy = rng.standard_normal(x.shape)
+    monkeypatch.setattr(fused, "BLOCK_BYTES", 3 * 10 * 8 * 2)  # two samples (6 rows) per block
+    if not tiled:
+        monkeypatch.setattr(fused, "SHORT_ROW", 0)
+    rows = fused._rows(x, None)
+    assert rows.tile_rows() == (6 if tiled else None)
+    spread = rows.spread(np.arange(3.0)[None, :])
+    assert isinstance(spread, fused._Tiled) == tiled
+    if tiled:  # row r of any block holds channel r mod C, repeated along the row
+        np.testing.assert_array_equal(spread[slice(6, 12)], np.repeat(np.tile(np.arange(3.0), 2)[:, None], 10, axis=1))
+        assert rows.spread(np.ones((1, 3)))[slice(42, 48)].shape == (6, 10)
+    _compare(x, dy, rng.uniform(0.5, 2, 3), rng.uniform(-1, 1, 3), None, "bn")
+    _compare(x, dy, None, None, None, "brn-clipped")
+
+
 def test_fused_applies_to_numpy_rows_alone():
     x = np.ones((4, 3, 2, 2))
     assert fused.applies(x, None, LOCAL) and fused.applies(x, 2, LOCAL)

@@ -12,6 +12,9 @@ checks that the two agree. What it does differently, and why:
   hand over. Per-channel sums become row sums (a matrix-vector product with
   ones, on the BLAS threads) folded over the rows of each channel, and the
   per-channel factors broadcast along contiguous rows.
+* **Short rows tiled.** Where rows are short (H·W of a C-contiguous x),
+  the per-channel factors are written out once as a block-shaped tile, so
+  that every block's arithmetic runs on contiguous operands.
 * **Blocks that stay in cache.** The second pass of the variance, the output
   and dℓ/dx are computed a block of rows at a time in a scratch buffer of
   about half a megabyte, so x − μ_B and the products never go to main memory.
@@ -40,6 +43,7 @@ Array = Any
 np = backend.host
 
 BLOCK_BYTES = 1 << 19  # scratch block: about half of a typical per-core L2 cache
+SHORT_ROW = 8192  # elements: per-row factors of shorter rows are tiled into block-shaped arrays (Rows.spread)
 THREADS = 1  # threads for the block loops (set_threads); the row sums use the BLAS threads
 
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -70,11 +74,35 @@ class Rows:
         """Per-row numbers summed into (G, C)."""
         return per_row.reshape(self.groups, -1, self.channels).sum(axis=1)
 
-    def spread(self, per_group: Array) -> Array:
-        """(G, C) numbers repeated to one per row, shape (rows, 1), for broadcasting along the rows."""
+    def tile_rows(self) -> int | None:
+        """Rows per block when per-row factors are tiled (a multiple of C), or None to broadcast a column.
+
+        Broadcasting a (rows, 1) column along short rows (a C-contiguous
+        (N, C, H, W) x has rows of H·W) costs NumPy one inner-loop call per
+        row, about as much as the row's arithmetic; a block-shaped array of
+        the same factors is a contiguous operand that NumPy runs as one loop.
+        Without ghost batches row r belongs to channel r mod C, so blocks that
+        start at a multiple of C share one tile. Tiling pays only when there
+        are at least two blocks to share it.
+        """
+        total, width = self.matrix.shape
+        if self.groups != 1 or width >= SHORT_ROW:
+            return None
+        step = max(1, BLOCK_BYTES // max(self.channels * width * self.matrix.itemsize, 1)) * self.channels
+        return step if step < total else None
+
+    def spread(self, per_group: Array) -> Array | _Tiled:
+        """(G, C) numbers repeated to one per row, for ``factor[block]`` beside ``matrix[block]`` in block work.
+
+        A (rows, 1) column to broadcast along the rows, or, for short rows, a
+        :class:`_Tiled` block of them (see :meth:`tile_rows`).
+        """
         g, c = per_group.shape
-        spread = np.broadcast_to(per_group[:, None, :], (g, self.matrix.shape[0] // (g * c), c))
-        return spread.reshape(-1, 1)
+        spread = np.broadcast_to(per_group[:, None, :], (g, self.matrix.shape[0] // (g * c), c)).reshape(-1, 1)
+        tile = self.tile_rows()
+        if tile is None:
+            return spread
+        return _Tiled(np.ascontiguousarray(np.broadcast_to(spread[:tile], (tile, self.matrix.shape[1]))))
 
     def like(self, shape: tuple[int, ...], dtype: Any) -> tuple[Array, Array]:
         """A new array of x's shape and memory layout, and its row matrix."""
@@ -93,7 +121,7 @@ class Rows:
         releases the GIL inside its loops, so the threads' blocks run at once.
         """
         total, width = self.matrix.shape
-        step = max(1, BLOCK_BYTES // max(width * self.matrix.itemsize, 1))
+        step = self.tile_rows() or max(1, BLOCK_BYTES // max(width * self.matrix.itemsize, 1))
         starts = list(range(0, total, step))
         threads = min(THREADS, len(starts))
 
@@ -110,6 +138,16 @@ class Rows:
         parts = [starts[i : i + size] for i in range(0, len(starts), size)]
         for future in [_pool(threads).submit(run, part) for part in parts]:
             future.result()
+
+
+class _Tiled:
+    """Per-row factors of any block that starts at a multiple of C: one block-shaped array, cut to the block."""
+
+    def __init__(self, tile: Array) -> None:
+        self.tile = tile
+
+    def __getitem__(self, block: slice) -> Array:
+        return self.tile[: block.stop - block.start]
 
 
 def _rows(x: Array, virtual_batch_size: int | None) -> Rows | None:
