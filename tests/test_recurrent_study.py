@@ -78,3 +78,18 @@ def test_single_label_batches_hold_one_label():
     for _ in range(5):
         _, y = batches.next()
         assert len(y) == task.batch_size and len(set(y.tolist())) == 1
+
+
+@pytest.mark.parametrize(("rule", "warmup"), [("time-constants", 50), ("proportional", 10)])
+def test_renorm_shared_takes_the_schedule_minigrad_train_takes(rule, warmup):
+    """At Δ = 0.1 a 250-step run keeps r_max = 1, d_max = 0 for 5/Δ = 50 steps by default (10 by the paper's ratio)."""
+    from minigrad.norm.recurrent import RecurrentNorm
+
+    task = next(t for t in study.make_tasks() if t.name == "digits-pixels")
+    model = study.SequenceModel(task, "renorm-shared", 8, 250, 0.1, rule)
+    norms = [m for m in model.modules() if isinstance(m, RecurrentNorm)]
+    assert norms
+    for norm in norms:
+        assert (norm.limits_at(warmup - 1).r_max, norm.limits_at(warmup - 1).d_max) == (1.0, 0.0)
+        assert norm.limits_at(warmup + 10).r_max > 1.0 and norm.limits_at(warmup + 10).d_max > 0.0
+    assert study.StudyConfig().renorm_warmup_rule == "time-constants"

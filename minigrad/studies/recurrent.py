@@ -45,7 +45,7 @@ from minigrad.nn.layers import Linear
 from minigrad.nn.recurrent import LSTM
 from minigrad.norm.layers import DEFAULT_MOMENTUM
 from minigrad.norm.recurrent import MODES, recurrent_norms
-from minigrad.norm.schedule import renorm_schedule
+from minigrad.norm.schedule import DEFAULT_WARMUP_RULE, renorm_schedule_for_run
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor, no_grad
 
@@ -94,6 +94,7 @@ class StudyConfig:
     lr: float = 5e-3
     clip_norm: float = 1.0  # global gradient-norm clipping, the usual guard for recurrent nets
     momentum: float = DEFAULT_MOMENTUM  # Δ of the moving averages, the layers' default
+    renorm_warmup_rule: str = DEFAULT_WARMUP_RULE  # how renorm-shared's r_max/d_max schedule follows the run's length
     evals: int = 5  # evaluations per run (the curves)
     test_size: int | None = None  # examples (sequences) in each test set; None: all digits, 1000 adding sequences
     progress: bool = True
@@ -189,11 +190,12 @@ class Batches:
 class SequenceModel(Module):
     """An LSTM read out from its last hidden state by a linear layer (10 logits, or one number for adding)."""
 
-    def __init__(self, task: Task, norm: str, hidden_size: int, steps: int, momentum: float) -> None:
+    def __init__(self, task: Task, norm: str, hidden_size: int, steps: int, momentum: float,
+                 warmup_rule: str = DEFAULT_WARMUP_RULE) -> None:  # fmt: skip
         super().__init__()
         options: dict[str, Any] = {"momentum": momentum}
-        if norm == "renorm-shared":
-            r_max, d_max = renorm_schedule().scaled(total_steps=steps)  # the paper's warm-up and ramps, shortened
+        if norm == "renorm-shared":  # the paper's schedule fitted to the run, as in minigrad train
+            r_max, d_max = renorm_schedule_for_run(steps, momentum=momentum, rule=warmup_rule)
             options.update(r_max=r_max, d_max=d_max)
         self.lstm = LSTM(
             task.input_size, hidden_size, batch_first=True, norm=norm, max_steps=task.length, norm_options=options
@@ -281,7 +283,7 @@ def train_run(task: Task, norm: str, seed: int, config: StudyConfig) -> dict[str
         tests = {f: adding_problem(n_test, f * task.length, test_rng) for f in LENGTH_FACTORS}
     batches = Batches(task, data_rng, xtr, ytr)
     gap_batches = [batches.next() for _ in range(max(1, (config.test_size or 320) // task.batch_size))]
-    model = SequenceModel(task, norm, config.hidden_size, steps, config.momentum)
+    model = SequenceModel(task, norm, config.hidden_size, steps, config.momentum, config.renorm_warmup_rule)
     optimizer = Adam(model.parameters(), lr=config.lr)
     eval_steps = sorted({max(1, round(steps * (i + 1) / config.evals)) for i in range(config.evals)})
     curve: list[list[float]] = []
