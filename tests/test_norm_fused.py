@@ -113,7 +113,7 @@ def test_short_rows_tile_their_factors_and_agree_with_the_reference(monkeypatch,
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 3, 2, 5)) * 2 + 1
     dy = rng.standard_normal(x.shape)
-    monkeypatch.setattr(fused, "BLOCK_BYTES", 3 * 10 * 8 * 2)  # two samples (6 rows) per block
+    monkeypatch.setattr(fused, "BLOCK_BYTES", 3 * 10 * 8 * 4)  # tiled blocks take half: two samples (6 rows)
     if not tiled:
         monkeypatch.setattr(fused, "SHORT_ROW", 0)
     rows = fused._rows(x, None)
@@ -140,3 +140,19 @@ def test_fused_applies_to_numpy_rows_alone():
 def test_set_threads_refuses_a_bad_count():
     with pytest.raises(ValueError, match="count: expected a positive integer, got 0"):
         fused.set_threads(0)
+
+
+@pytest.mark.parametrize("offset", [0.0, 100.0, 1000.0])
+def test_float32_error_stays_at_the_references_for_inputs_far_from_zero(offset):
+    """Folding μ_B into the shift rounds μ_B·s apart: the error must stay of the reference's size, |μ_B|/σ_B large."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((32, 8, 6, 6)) + offset).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    exact_y, exact = kernels.batch_norm_forward(x.astype(np.float64), None, None, 1e-5)
+    exact_dx = kernels.training_backward(dy.astype(np.float64), exact)[0]
+    for layout in (x, np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)):
+        y_ref, ref = kernels.batch_norm_forward(layout, None, None, 1e-5)
+        y, got = fused.batch_norm_forward(layout, None, None, 1e-5)
+        dx_ref, dx = kernels.training_backward(dy, ref)[0], fused.training_backward(dy, got)[0]
+        assert np.abs(y - exact_y).max() <= 3 * np.abs(y_ref - exact_y).max() + 1e-6
+        assert np.abs(dx - exact_dx).max() <= 3 * np.abs(dx_ref - exact_dx).max() + 1e-6

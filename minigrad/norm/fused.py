@@ -22,6 +22,13 @@ checks that the two agree. What it does differently, and why:
 * **x instead of x_bn.** The cache keeps a reference to x and μ_B, σ_B;
   the backward recomputes (x − μ_B)/σ_B block by block rather than storing
   a full-size x_bn.
+* **μ_B folded into the shift** where x is scaled: y = x·s + (t − μ_B·s) and
+  dℓ/dx = a·dℓ/dy + b·x + (c − b·μ_B) instead of (x − μ_B)·s + t and
+  a·dℓ/dy + b·(x − μ_B) + c, one pass fewer per block each (PyTorch's CPU
+  kernel uses the same form). It rounds μ_B·s separately, an error of about
+  the float's resolution at |μ_B|/σ_B standard deviations: the size of the
+  error already in x itself when it was rounded to that float. The variance
+  keeps x − μ_B (squared, its rounding would not stay that small).
 
 Forward and backward read x three and two times and write y and dℓ/dx once:
 nine passes instead of the reference's twenty or so.
@@ -42,7 +49,7 @@ from minigrad.norm.reduction import LocalReduction
 Array = Any
 np = backend.host
 
-BLOCK_BYTES = 1 << 19  # scratch block: about half of a typical per-core L2 cache
+BLOCK_BYTES = 1 << 19  # scratch block: about half of a typical per-core L2 cache (a quarter where factors are tiled)
 SHORT_ROW = 8192  # elements: per-row factors of shorter rows are tiled into block-shaped arrays (Rows.spread)
 THREADS = 1  # threads for the block loops (set_threads); the row sums use the BLAS threads
 
@@ -88,7 +95,8 @@ class Rows:
         total, width = self.matrix.shape
         if self.groups != 1 or width >= SHORT_ROW:
             return None
-        step = max(1, BLOCK_BYTES // max(self.channels * width * self.matrix.itemsize, 1)) * self.channels
+        # a block's work reads tiles beside x (up to three of them), so tiled blocks are half as large
+        step = max(1, BLOCK_BYTES // 2 // max(self.channels * width * self.matrix.itemsize, 1)) * self.channels
         return step if step < total else None
 
     def spread(self, per_group: Array) -> Array | _Tiled:
@@ -227,14 +235,13 @@ def _moments(rows: Rows, eps: float, dtype: Any) -> tuple[Array, Array, int]:
 
 
 def _affine(rows: Rows, x_shape: tuple[int, ...], mu_b: Array, scale: Array, shift: Array, dtype: Any) -> Array:
-    """y = (x − μ_B) · scale + shift with per-(group, channel) factors, block by block."""
+    """y = (x − μ_B) · scale + shift per (group, channel), block by block, computed as x · scale + (shift − μ_B · scale)."""
     y, y2 = rows.like(x_shape, dtype)
     x2 = rows.matrix
-    mu_rows, scale_rows, shift_rows = rows.spread(mu_b), rows.spread(scale), rows.spread(shift)
+    scale_rows, shift_rows = rows.spread(scale), rows.spread(shift - mu_b * scale)
 
     def scale_shift(block: slice, _: Array) -> None:
-        out = np.subtract(x2[block], mu_rows[block], out=y2[block])
-        out *= scale_rows[block]
+        out = np.multiply(x2[block], scale_rows[block], out=y2[block])
         out += shift_rows[block]
 
     rows.for_each_block(scale_shift, dtype)
@@ -343,15 +350,16 @@ def training_backward(dy: Array, cache: FusedCache, need_dx: bool = True) -> tup
     gamma = np.ones((1, c), dtype) if cache.gamma is None else cache.gamma.astype(dtype)[None, :]
     scale = gamma * r / sigma_b  # γ r/σ_B
     # ∂ℓ/∂x_i = γ r/σ_B · (∂ℓ/∂y_i − (1/m) Σ_j ∂ℓ/∂y_j − x_bn_i (1/m) Σ_j ∂ℓ/∂y_j x_bn_j)
-    #         = a · ∂ℓ/∂y_i + b · (x_i − μ_B) + c, with per-(group, channel) a, b, c:
+    #         = a · ∂ℓ/∂y_i + b · (x_i − μ_B) + c, with per-(group, channel) a, b, c,
+    #         = a · ∂ℓ/∂y_i + b · x_i + (c − b · μ_B)   (μ_B folded, see the module docstring)
+    b = -scale * sum_dy_x_bn / (m * sigma_b)
     a_rows = rows.spread(scale)
-    b_rows = rows.spread(-scale * sum_dy_x_bn / (m * sigma_b))
-    c_rows = rows.spread(-scale * sum_dy / m)
+    b_rows = rows.spread(b)
+    c_rows = rows.spread(-scale * sum_dy / m - b * mu_b)
     dx, dx2 = rows.like(cache.input_shape, dtype)
 
     def input_grad(block: slice, scratch: Array) -> None:
-        out = np.subtract(x2[block], mu_rows[block], out=dx2[block])
-        out *= b_rows[block]
+        out = np.multiply(x2[block], b_rows[block], out=dx2[block])
         out += c_rows[block]
         out += np.multiply(dy2[block], a_rows[block], out=scratch)
 
