@@ -31,7 +31,16 @@ _LIMITS: list[Any] = []  # the functions that undo the thread limits (held for t
 
 
 def import_torch():
-    """PyTorch, or exit with the command that installs it (it is an optional benchmark dependency)."""
+    """PyTorch, or exit with the command that installs it (it is an optional benchmark dependency).
+
+    PyTorch's OpenMP threads spin-wait between calls by default. In a benchmark
+    that runs both libraries in one process, turn by turn, those spinning threads
+    take the cores from OpenBLAS's threads in minigrad's turn and the other way
+    round, which neither library suffers when used alone. The OpenMP threads wait
+    passively here unless ``OMP_WAIT_POLICY`` is set already (it must be set
+    before PyTorch is loaded); the header prints the policy.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError:
@@ -93,6 +102,7 @@ def environment(torch: Any, threads: int) -> dict[str, Any]:
         "thread_pools": pools,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 
@@ -100,7 +110,10 @@ def print_header(title: str, env: dict[str, Any]) -> None:
     print(f"# {title}")
     print()
     print(f"- date: {env['date']}; nproc: {env['nproc']}; load average (1, 5, 15 min): {env['load_average']}")
-    print(f"- threads: {env['threads']} (torch.get_num_threads() = {env['torch_threads']}); NumPy BLAS: {env['numpy_blas']}")
+    print(
+        f"- threads: {env['threads']} (torch.get_num_threads() = {env['torch_threads']}, "
+        f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY')}); NumPy BLAS: {env['numpy_blas']}"
+    )
     print(
         f"- python {env['python']}, numpy {env['numpy']}, torch {env['torch']}, "
         f"minigrad {env['minigrad']} (backend {env['minigrad_backend']})"

@@ -30,8 +30,9 @@ checks that the two agree. What it does differently, and why:
   error already in x itself when it was rounded to that float. The variance
   keeps x − μ_B (squared, its rounding would not stay that small).
 
-Forward and backward read x three and two times and write y and dℓ/dx once:
-nine passes instead of the reference's twenty or so.
+The forward reads x three times and writes y; the backward reads x twice and
+dℓ/dy three times and writes dℓ/dx: ten passes instead of the reference's
+twenty or so.
 """
 
 from __future__ import annotations
