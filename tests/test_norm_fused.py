@@ -8,6 +8,7 @@ three gradients must match the reference in float64.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -51,6 +52,23 @@ def _close(a, b):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)
 
 
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+LOOPS = [
+    "numpy",
+    pytest.param("compiled", marks=pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed (the fast extra)")),
+]
+
+
+@pytest.fixture(params=LOOPS)
+def loops(request):
+    """Each test runs with the block stages as NumPy calls and as compiled loops (numba)."""
+    saved = fused.COMPILED
+    fused.use_compiled(request.param == "compiled")
+    assert (fused._loops() is not None) == (request.param == "compiled")
+    yield request.param
+    fused.use_compiled(saved)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     case=inputs(),
@@ -58,7 +76,7 @@ def _close(a, b):
     block_bytes=st.sampled_from([8, 64, fused.BLOCK_BYTES]),  # one row per block, a few, all rows at once
     threads=st.sampled_from([1, 2, 3]),
 )
-def test_fused_training_forward_and_backward_equal_the_reference(case, renorm, block_bytes, threads):
+def test_fused_training_forward_and_backward_equal_the_reference(loops, case, renorm, block_bytes, threads):
     saved = fused.BLOCK_BYTES, fused.THREADS
     fused.BLOCK_BYTES = block_bytes
     fused.set_threads(threads)
@@ -108,7 +126,7 @@ def _compare(x, dy, gamma, beta, vbs, renorm):
 
 
 @pytest.mark.parametrize("tiled", [True, False])
-def test_short_rows_tile_their_factors_and_agree_with_the_reference(monkeypatch, tiled):
+def test_short_rows_tile_their_factors_and_agree_with_the_reference(monkeypatch, tiled, loops):
     """A C-contiguous x has rows of H·W: its factors are tiled into blocks that start at multiples of C."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 3, 2, 5)) * 2 + 1
@@ -143,7 +161,7 @@ def test_set_threads_refuses_a_bad_count():
 
 
 @pytest.mark.parametrize("offset", [0.0, 100.0, 1000.0])
-def test_float32_error_stays_at_the_references_for_inputs_far_from_zero(offset):
+def test_float32_error_stays_at_the_references_for_inputs_far_from_zero(offset, loops):
     """Folding μ_B into the shift rounds μ_B·s apart: the error must stay of the reference's size, |μ_B|/σ_B large."""
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((32, 8, 6, 6)) + offset).astype(np.float32)
@@ -156,3 +174,22 @@ def test_float32_error_stays_at_the_references_for_inputs_far_from_zero(offset):
         dx_ref, dx = kernels.training_backward(dy, ref)[0], fused.training_backward(dy, got)[0]
         assert np.abs(y - exact_y).max() <= 3 * np.abs(y_ref - exact_y).max() + 1e-6
         assert np.abs(dx - exact_dx).max() <= 3 * np.abs(dx_ref - exact_dx).max() + 1e-6
+
+
+@pytest.mark.parametrize("loops", ["compiled"], indirect=True)
+def test_compiled_loops_propagate_nan_like_numpy(loops):
+    """fastmath reorders sums but keeps NaN: a NaN in one channel makes that channel's outputs NaN, and only it."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 5))
+    x[1, 2, 3] = np.nan
+    y, cache = fused.batch_norm_forward(x, None, None, 1e-5)
+    dx = fused.training_backward(rng.standard_normal(x.shape), cache)[0]
+    assert np.isnan(y[:, 2]).all() and np.isnan(dx[:, 2]).all()
+    assert np.isfinite(y[:, :2]).all() and np.isfinite(dx[:, :2]).all()
+
+
+def test_use_compiled_off_runs_without_numba(monkeypatch):
+    """Switched off (or with numba missing) the NumPy calls run: the compiled module is never asked for."""
+    monkeypatch.setattr(fused, "COMPILED", False)
+    assert fused._loops() is None

@@ -30,6 +30,11 @@ checks that the two agree. What it does differently, and why:
   error already in x itself when it was rounded to that float. The variance
   keeps x − μ_B (squared, its rounding would not stay that small).
 
+* **Compiled loops, where numba is installed** (:mod:`minigrad.norm.compiled`,
+  the ``fast`` extra; :func:`use_compiled`): each block stage in one pass
+  instead of one pass per NumPy call, and Σ dℓ/dy joins Σ dℓ/dy·(x − μ_B).
+  Without numba the same stages run as the NumPy calls below them.
+
 The forward reads x three times and writes y; the backward reads x twice and
 dℓ/dy three times and writes dℓ/dx: ten passes instead of the reference's
 twenty or so.
@@ -38,6 +43,7 @@ twenty or so.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,8 +59,38 @@ np = backend.host
 BLOCK_BYTES = 1 << 19  # scratch block: about half of a typical per-core L2 cache (a quarter where factors are tiled)
 SHORT_ROW = 8192  # elements: per-row factors of shorter rows are tiled into block-shaped arrays (Rows.spread)
 THREADS = 1  # threads for the block loops (set_threads); the row sums use the BLAS threads
+COMPILED = os.environ.get("MINIGRAD_NUMBA", "1") != "0"  # compiled block loops where numba is installed (use_compiled)
 
 _pools: dict[int, ThreadPoolExecutor] = {}
+_compiled_module: Any = None  # minigrad.norm.compiled once imported, False where numba is missing
+
+
+def use_compiled(flag: bool) -> None:
+    """Run the block stages as compiled loops (:mod:`minigrad.norm.compiled`, where numba is installed) or as NumPy calls.
+
+    On by default; ``MINIGRAD_NUMBA=0`` in the environment turns it off at import.
+    """
+    global COMPILED
+    COMPILED = bool(flag)
+
+
+def _loops() -> Any:
+    """:mod:`minigrad.norm.compiled`, or None where it is switched off or numba is not installed."""
+    global _compiled_module
+    if not COMPILED:
+        return None
+    if _compiled_module is None:
+        try:
+            from minigrad.norm import compiled as module
+        except ImportError:
+            module = False
+        _compiled_module = module
+    return _compiled_module or None
+
+
+def _flat(per_group: Array, dtype: Any) -> Array:
+    """(G, C) factors as one contiguous vector indexed by g·C + c (Rows.row_index), for the compiled loops."""
+    return np.ascontiguousarray(per_group, dtype=dtype).reshape(-1)
 
 
 def set_threads(count: int) -> None:
@@ -99,6 +135,12 @@ class Rows:
         # a block's work reads tiles beside x (up to three of them), so tiled blocks are half as large
         step = max(1, BLOCK_BYTES // 2 // max(self.channels * width * self.matrix.itemsize, 1)) * self.channels
         return step if step < total else None
+
+    def row_index(self) -> Array:
+        """Per row, the flat index g·C + c of its (group, channel): what the compiled loops look factors up by."""
+        total = self.matrix.shape[0]
+        r = np.arange(total)
+        return (r // (total // self.groups)) * self.channels + r % self.channels
 
     def spread(self, per_group: Array) -> Array | _Tiled:
         """(G, C) numbers repeated to one per row, for ``factor[block]`` beside ``matrix[block]`` in block work.
@@ -223,12 +265,19 @@ def _moments(rows: Rows, eps: float, dtype: Any) -> tuple[Array, Array, int]:
     m = x2.size // (rows.groups * rows.channels)
     ones = np.ones(x2.shape[1], dtype=x2.dtype)
     mu_b = rows.fold(x2 @ ones) / m  # μ_B ← (1/m) Σ_i x_i (row sums through BLAS)
-    mu_rows = rows.spread(mu_b.astype(dtype))
     squares = np.empty(x2.shape[0], dtype=dtype)
+    loops = _loops()
+    if loops is not None:
+        index, mu_flat = rows.row_index(), _flat(mu_b, dtype)
 
-    def sum_squares(block: slice, scratch: Array) -> None:
-        xc = np.subtract(x2[block], mu_rows[block], out=scratch)  # x_i − μ_B, in cache
-        squares[block] = np.einsum("rb,rb->r", xc, xc)
+        def sum_squares(block: slice, _: Array) -> None:
+            loops.centred_squares(x2[block], index[block], mu_flat, squares[block])  # Σ (x_i − μ_B)², one pass
+    else:
+        mu_rows = rows.spread(mu_b.astype(dtype))
+
+        def sum_squares(block: slice, scratch: Array) -> None:
+            xc = np.subtract(x2[block], mu_rows[block], out=scratch)  # x_i − μ_B, in cache
+            squares[block] = np.einsum("rb,rb->r", xc, xc)
 
     rows.for_each_block(sum_squares, dtype)
     sigma_b = np.sqrt(eps + rows.fold(squares) / m)  # σ_B ← sqrt(ε + (1/m) Σ_i (x_i − μ_B)²)
@@ -239,11 +288,19 @@ def _affine(rows: Rows, x_shape: tuple[int, ...], mu_b: Array, scale: Array, shi
     """y = (x − μ_B) · scale + shift per (group, channel), block by block, computed as x · scale + (shift − μ_B · scale)."""
     y, y2 = rows.like(x_shape, dtype)
     x2 = rows.matrix
-    scale_rows, shift_rows = rows.spread(scale), rows.spread(shift - mu_b * scale)
+    shift = shift - mu_b * scale
+    loops = _loops()
+    if loops is not None:
+        index, scale_flat, shift_flat = rows.row_index(), _flat(scale, dtype), _flat(shift, dtype)
 
-    def scale_shift(block: slice, _: Array) -> None:
-        out = np.multiply(x2[block], scale_rows[block], out=y2[block])
-        out += shift_rows[block]
+        def scale_shift(block: slice, _: Array) -> None:
+            loops.scale_shift(x2[block], index[block], scale_flat, shift_flat, y2[block])
+    else:
+        scale_rows, shift_rows = rows.spread(scale), rows.spread(shift)
+
+        def scale_shift(block: slice, _: Array) -> None:
+            out = np.multiply(x2[block], scale_rows[block], out=y2[block])
+            out += shift_rows[block]
 
     rows.for_each_block(scale_shift, dtype)
     return y
@@ -328,16 +385,27 @@ def training_backward(dy: Array, cache: FusedCache, need_dx: bool = True) -> tup
     m = x2.size // (g_count * c)
     mu_b = cache.mu_b.reshape(g_count, c)
     sigma_b = cache.sigma_b.reshape(g_count, c)
-    mu_rows = rows.spread(mu_b)
-    ones = np.ones(x2.shape[1], dtype=dy2.dtype)
-    sum_dy = rows.fold(dy2 @ ones)  # Σ_i dℓ/dy_i per (group, channel)
     dy_xc = np.empty(x2.shape[0], dtype=dtype)
+    loops = _loops()
+    if loops is not None:
+        index, mu_flat = rows.row_index(), _flat(mu_b, dtype)
+        dy_rows = np.empty(x2.shape[0], dtype=dtype)
 
-    def sum_products(block: slice, scratch: Array) -> None:
-        xc = np.subtract(x2[block], mu_rows[block], out=scratch)
-        dy_xc[block] = np.einsum("rb,rb->r", dy2[block], xc)  # Σ_i dℓ/dy_i (x_i − μ_B), per row
+        def sums(block: slice, _: Array) -> None:  # Σ_i dℓ/dy_i and Σ_i dℓ/dy_i (x_i − μ_B), per row, one pass
+            loops.gradient_sums(x2[block], dy2[block], index[block], mu_flat, dy_rows[block], dy_xc[block])
 
-    rows.for_each_block(sum_products, dtype)
+        rows.for_each_block(sums, dtype)
+        sum_dy = rows.fold(dy_rows)
+    else:
+        mu_rows = rows.spread(mu_b)
+        ones = np.ones(x2.shape[1], dtype=dy2.dtype)
+        sum_dy = rows.fold(dy2 @ ones)  # Σ_i dℓ/dy_i per (group, channel)
+
+        def sum_products(block: slice, scratch: Array) -> None:
+            xc = np.subtract(x2[block], mu_rows[block], out=scratch)
+            dy_xc[block] = np.einsum("rb,rb->r", dy2[block], xc)  # Σ_i dℓ/dy_i (x_i − μ_B), per row
+
+        rows.for_each_block(sum_products, dtype)
     sum_dy_x_bn = rows.fold(dy_xc) / sigma_b  # Σ_i dℓ/dy_i · x_bn_i
     dbeta = sum_dy.sum(axis=0)  # ∂ℓ/∂β = Σ_i ∂ℓ/∂y_i
     if cache.r is None:
@@ -354,15 +422,20 @@ def training_backward(dy: Array, cache: FusedCache, need_dx: bool = True) -> tup
     #         = a · ∂ℓ/∂y_i + b · (x_i − μ_B) + c, with per-(group, channel) a, b, c,
     #         = a · ∂ℓ/∂y_i + b · x_i + (c − b · μ_B)   (μ_B folded, see the module docstring)
     b = -scale * sum_dy_x_bn / (m * sigma_b)
-    a_rows = rows.spread(scale)
-    b_rows = rows.spread(b)
-    c_rows = rows.spread(-scale * sum_dy / m - b * mu_b)
+    offset = -scale * sum_dy / m - b * mu_b  # c − b · μ_B
     dx, dx2 = rows.like(cache.input_shape, dtype)
+    if loops is not None:
+        a_flat, b_flat, c_flat = (_flat(np.broadcast_to(f, mu_b.shape), dtype) for f in (scale, b, offset))
 
-    def input_grad(block: slice, scratch: Array) -> None:
-        out = np.multiply(x2[block], b_rows[block], out=dx2[block])
-        out += c_rows[block]
-        out += np.multiply(dy2[block], a_rows[block], out=scratch)
+        def input_grad(block: slice, _: Array) -> None:
+            loops.input_grad(x2[block], dy2[block], index[block], a_flat, b_flat, c_flat, dx2[block])
+    else:
+        a_rows, b_rows, c_rows = rows.spread(scale), rows.spread(b), rows.spread(offset)
+
+        def input_grad(block: slice, scratch: Array) -> None:
+            out = np.multiply(x2[block], b_rows[block], out=dx2[block])
+            out += c_rows[block]
+            out += np.multiply(dy2[block], a_rows[block], out=scratch)
 
     rows.for_each_block(input_grad, dtype)
     return dx, dgamma, dbeta
