@@ -83,7 +83,10 @@ def numpy_blas(pools: list[dict[str, Any]]) -> str:
 def environment(torch: Any, threads: int) -> dict[str, Any]:
     """Everything that a reader of the numbers needs to know about the machine and the libraries."""
     import minigrad
+    from minigrad.norm import fused
 
+    loops = fused._loops()  # imports numba here, when the compiled loops are on and it is installed
+    norm_loops = f"compiled (numba {loops.numba.__version__})" if loops is not None else "NumPy calls"
     pools = blas_report()
     load = os.getloadavg()
     return {
@@ -103,6 +106,7 @@ def environment(torch: Any, threads: int) -> dict[str, Any]:
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "norm_loops": norm_loops,
     }
 
 
@@ -116,7 +120,8 @@ def print_header(title: str, env: dict[str, Any]) -> None:
     )
     print(
         f"- python {env['python']}, numpy {env['numpy']}, torch {env['torch']}, "
-        f"minigrad {env['minigrad']} (backend {env['minigrad_backend']})"
+        f"minigrad {env['minigrad']} (backend {env['minigrad_backend']}; normalization block loops: "
+        f"{env.get('norm_loops')})"
     )
     if env.get("allocator", "default") != "default":
         print(f"- allocator: {env['allocator']}")
